@@ -1,0 +1,294 @@
+"""Frozen configuration dataclasses; tyro turns them into the command line.
+
+Every field's docstring becomes its ``--help`` text. Invariants are checked in
+``__post_init__`` and raise :class:`ConfigError` naming the field and its valid
+range, so a bad value stops the program before anything is compiled.
+"""
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Literal
+
+GameName = Literal["asterix", "breakout", "freeway", "space_invaders", "seaquest"]
+GAMES: tuple[str, ...] = ("asterix", "breakout", "freeway", "space_invaders", "seaquest")
+
+
+class ConfigError(ValueError):
+    """A configuration value outside its valid range."""
+
+
+def _require(condition: bool, field: str, value: object, valid: str) -> None:
+    if not condition:
+        raise ConfigError(f"{field}={value!r} is invalid: must be {valid}")
+
+
+def _positive_ints(prefix: str, obj: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(
+            isinstance(value, int) and value >= 1,
+            f"{prefix}{name}",
+            value,
+            "a positive integer (>= 1)",
+        )
+
+
+def _unit_interval(prefix: str, obj: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(
+            math.isfinite(value) and 0.0 <= value <= 1.0,
+            f"{prefix}{name}",
+            value,
+            "in [0, 1]",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PQNConfig:
+    """PQN: online Q(lambda) over vectorised environments, no replay, no target network."""
+
+    num_envs: int = 128
+    """Parallel training environments per seed."""
+    num_steps: int = 32
+    """Environment steps collected per environment in each update (rollout length)."""
+    num_epochs: int = 2
+    """Passes over each update's batch of real transitions."""
+    num_minibatches: int = 32
+    """Minibatches per epoch; must divide num_envs * num_steps."""
+    extra_epochs: int = 0
+    """Compute-matched control: extra passes over the real batch per update (0 = plain PQN)."""
+    lr: float = 5e-4
+    """Adam (RAdam) learning rate."""
+    lr_linear_decay: bool = True
+    """Decay the learning rate linearly to zero over training."""
+    max_grad_norm: float = 10.0
+    """Global gradient-norm clipping threshold."""
+    gamma: float = 0.99
+    """Discount factor."""
+    td_lambda: float = 0.65
+    """Lambda of the Q(lambda) returns (0 = one-step Q-learning, 1 = Monte Carlo)."""
+    eps_start: float = 1.0
+    """Initial exploration epsilon."""
+    eps_finish: float = 0.05
+    """Final exploration epsilon."""
+    eps_decay: float = 0.1
+    """Fraction of all updates over which epsilon decays linearly."""
+    norm: Literal["layer_norm", "none"] = "layer_norm"
+    """Normalisation after the convolution and the hidden dense layer."""
+    hidden_size: int = 128
+    """Width of the hidden dense layer."""
+    conv_features: int = 16
+    """Filters of the 3x3 convolution."""
+
+    def __post_init__(self) -> None:
+        p = "pqn."
+        _positive_ints(
+            p,
+            self,
+            ("num_envs", "num_steps", "num_epochs", "num_minibatches", "hidden_size", "conv_features"),
+        )
+        _require(
+            isinstance(self.extra_epochs, int) and self.extra_epochs >= 0,
+            p + "extra_epochs",
+            self.extra_epochs,
+            "a non-negative integer",
+        )
+        _require(
+            self.batch_size % self.num_minibatches == 0,
+            p + "num_minibatches",
+            self.num_minibatches,
+            f"a divisor of num_envs*num_steps={self.batch_size}",
+        )
+        _require(math.isfinite(self.lr) and self.lr > 0, p + "lr", self.lr, "a finite number > 0")
+        _require(
+            math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0,
+            p + "max_grad_norm",
+            self.max_grad_norm,
+            "a finite number > 0",
+        )
+        _unit_interval(p, self, ("gamma", "td_lambda", "eps_start", "eps_finish", "eps_decay"))
+
+    @property
+    def batch_size(self) -> int:
+        """Real transitions per update."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+
+@dataclasses.dataclass(frozen=True)
+class DynaConfig:
+    """PDQN planning: a learned dynamics model and imagined Q(lambda) updates (used by --alg pdqn)."""
+
+    model_lr: float = 1e-3
+    """Learning rate of the dynamics model."""
+    model_epochs: int = 1
+    """Passes of the dynamics model over each update's real batch."""
+    model_minibatches: int = 8
+    """Minibatches per model epoch; must divide pqn.num_envs * pqn.num_steps."""
+    model_hidden: int = 256
+    """Width of the dynamics model's hidden layer."""
+    ensemble_size: int = 1
+    """Dynamics-model ensemble members (vmapped); each imagined rollout samples one member per step."""
+    horizon: int = 5
+    """Planning steps: length of each imagined rollout."""
+    num_rollouts: int = 512
+    """Imagined rollouts per update (each starts from a state sampled from the real batch)."""
+    plan_epochs: int = 1
+    """Passes over each update's imagined batch."""
+    plan_minibatches: int = 20
+    """Minibatches per imagined epoch; must divide horizon * num_rollouts."""
+    planning_delay: int = 50
+    """Updates before imagination starts (the model trains from the first update)."""
+    binarize: Literal["threshold", "sample"] = "threshold"
+    """How imagined next observations are binarised before they are fed back."""
+    use_plan_eps: bool = False
+    """Use the planning epsilon schedule below instead of the behaviour epsilon."""
+    plan_eps_start: float = 1.0
+    """Initial planning epsilon (with use_plan_eps)."""
+    plan_eps_finish: float = 0.05
+    """Final planning epsilon (with use_plan_eps)."""
+    plan_eps_decay: float = 0.1
+    """Fraction of all updates over which the planning epsilon decays (with use_plan_eps)."""
+    reward_loss: Literal["mse", "categorical"] = "mse"
+    """Reward head: regression or a categorical over the game's reward values."""
+
+    def __post_init__(self) -> None:
+        p = "dyna."
+        _positive_ints(
+            p,
+            self,
+            (
+                "model_epochs",
+                "model_minibatches",
+                "model_hidden",
+                "ensemble_size",
+                "horizon",
+                "num_rollouts",
+                "plan_epochs",
+                "plan_minibatches",
+            ),
+        )
+        _require(
+            isinstance(self.planning_delay, int) and self.planning_delay >= 0,
+            p + "planning_delay",
+            self.planning_delay,
+            "a non-negative integer",
+        )
+        _require(
+            math.isfinite(self.model_lr) and self.model_lr > 0,
+            p + "model_lr",
+            self.model_lr,
+            "a finite number > 0",
+        )
+        _require(
+            self.imagined_batch_size % self.plan_minibatches == 0,
+            p + "plan_minibatches",
+            self.plan_minibatches,
+            f"a divisor of horizon*num_rollouts={self.imagined_batch_size}",
+        )
+        _unit_interval(p, self, ("plan_eps_start", "plan_eps_finish", "plan_eps_decay"))
+
+    @property
+    def imagined_batch_size(self) -> int:
+        """Imagined transitions per update."""
+        return self.horizon * self.num_rollouts
+
+    @property
+    def imagined_gradient_steps(self) -> int:
+        """Q-network gradient steps on imagined data per update."""
+        return self.plan_epochs * self.plan_minibatches
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Train PQN or PDQN on a MinAtar game (gymnax); seeds run vmapped in one program."""
+
+    alg: Literal["pqn", "pdqn"] = "pqn"
+    """Algorithm: pqn, or pdqn (PQN plus Dyna-style planning with a learned model)."""
+    env: GameName = "breakout"
+    """MinAtar game."""
+    total_timesteps: int = 10_000_000
+    """Environment steps per seed."""
+    num_seeds: int = 1
+    """Independent seeds, vmapped in one compiled program."""
+    seed: int = 0
+    """Seed of the first run; seed i uses seed + i."""
+    run_dir: Path | None = None
+    """Output folder (default: runs/<alg>-<env>-<timestamp>)."""
+    eval_every: float = 0.05
+    """Evaluate the greedy policy every this fraction of training (and at the end); 0 = only at the end."""
+    eval_envs: int = 128
+    """Environments for greedy evaluation, each run to the end of one episode."""
+    log_every: int = 0
+    """Updates per compiled chunk between progress lines (0 = chosen automatically)."""
+    pqn: PQNConfig = dataclasses.field(default_factory=PQNConfig)
+    """PQN hyperparameters (shared by PDQN)."""
+    dyna: DynaConfig = dataclasses.field(default_factory=DynaConfig)
+    """Planning hyperparameters (used by --alg pdqn only)."""
+
+    def __post_init__(self) -> None:
+        _require(self.env in GAMES, "env", self.env, "one of " + "|".join(GAMES))
+        _require(self.alg in ("pqn", "pdqn"), "alg", self.alg, "one of pqn|pdqn")
+        _positive_ints("", self, ("total_timesteps", "num_seeds", "eval_envs"))
+        _require(
+            isinstance(self.seed, int) and 0 <= self.seed < 2**31 - self.num_seeds,
+            "seed",
+            self.seed,
+            "an integer in [0, 2**31 - num_seeds)",
+        )
+        _require(
+            self.total_timesteps >= self.pqn.batch_size,
+            "total_timesteps",
+            self.total_timesteps,
+            f">= pqn.num_envs*pqn.num_steps={self.pqn.batch_size} (one update)",
+        )
+        _require(
+            isinstance(self.log_every, int) and self.log_every >= 0,
+            "log_every",
+            self.log_every,
+            "a non-negative integer",
+        )
+        _require(
+            math.isfinite(self.eval_every) and 0.0 <= self.eval_every <= 1.0,
+            "eval_every",
+            self.eval_every,
+            "in [0, 1]",
+        )
+        _require(
+            self.pqn.batch_size % self.dyna.model_minibatches == 0,
+            "dyna.model_minibatches",
+            self.dyna.model_minibatches,
+            f"a divisor of pqn.num_envs*pqn.num_steps={self.pqn.batch_size}",
+        )
+
+    @property
+    def num_updates(self) -> int:
+        """Updates per seed: each collects num_envs * num_steps transitions."""
+        return self.total_timesteps // self.pqn.batch_size
+
+    @property
+    def env_steps_per_update(self) -> int:
+        return self.pqn.batch_size
+
+    @property
+    def eval_interval(self) -> int:
+        """Updates between greedy evaluations (num_updates when only at the end)."""
+        if self.eval_every == 0:
+            return self.num_updates
+        return max(1, round(self.eval_every * self.num_updates))
+
+    @property
+    def chunk_size(self) -> int:
+        """Updates per compiled chunk between host-side logging."""
+        if self.log_every:
+            return min(self.log_every, self.num_updates)
+        return min(self.eval_interval, max(1, self.num_updates // 100), self.num_updates) or 1
+
+    @property
+    def planning(self) -> bool:
+        return self.alg == "pdqn"

@@ -1,0 +1,140 @@
+"""The learned dynamics model: next observation, reward and termination from (observation, action).
+
+MinAtar observations are binary grids, so each next-observation cell and the
+termination flag are Bernoulli variables (logits, binary cross-entropy); the reward
+is regressed. The next-observation logits get the current observation as a skip
+connection, so "nothing changes here" is the easy default the model refines.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from pdqn.layers import Dense, LayerNorm
+
+
+class Prediction(eqx.Module):
+    next_obs_logits: Float[Array, "batch height width channels"]
+    reward: Float[Array, " batch"]
+    terminated_logit: Float[Array, " batch"]
+
+
+class DynamicsModel(eqx.Module):
+    """An MLP over the flattened observation and the one-hot action, with three heads."""
+
+    encoder: Dense
+    encoder_norm: LayerNorm
+    trunk: Dense
+    trunk_norm: LayerNorm
+    obs_head: Dense
+    reward_head: Dense
+    terminated_head: Dense
+    skip_scale: Float[Array, " channels"]
+    obs_shape: tuple[int, int, int] = eqx.field(static=True)
+    num_actions: int = eqx.field(static=True)
+
+    def __init__(
+        self, obs_shape: tuple[int, int, int], num_actions: int, hidden: int, *, key: PRNGKeyArray
+    ):
+        k_enc, k_trunk, k_obs, k_rew, k_term = jax.random.split(key, 5)
+        flat = obs_shape[0] * obs_shape[1] * obs_shape[2]
+        self.obs_shape = obs_shape
+        self.num_actions = num_actions
+        self.encoder = Dense(flat + num_actions, hidden, key=k_enc)
+        self.encoder_norm = LayerNorm(hidden)
+        self.trunk = Dense(hidden + num_actions, hidden, key=k_trunk)
+        self.trunk_norm = LayerNorm(hidden)
+        self.obs_head = Dense(hidden, flat, key=k_obs)
+        self.reward_head = Dense(hidden, 1, key=k_rew)
+        self.terminated_head = Dense(hidden, 1, key=k_term)
+        self.skip_scale = jnp.full((obs_shape[2],), 2.0)
+
+    def __call__(
+        self, obs: Float[Array, "batch height width channels"], action: Int[Array, " batch"]
+    ) -> Prediction:
+        batch = obs.shape[0]
+        one_hot = jax.nn.one_hot(action, self.num_actions)
+        x = jnp.concatenate([obs.reshape(batch, -1), one_hot], axis=-1)
+        x = jax.nn.relu(self.encoder_norm(self.encoder(x)))
+        x = jax.nn.relu(self.trunk_norm(self.trunk(jnp.concatenate([x, one_hot], axis=-1))))
+        skip = (2.0 * obs - 1.0) * self.skip_scale
+        return Prediction(
+            next_obs_logits=self.obs_head(x).reshape(obs.shape) + skip,
+            reward=self.reward_head(x)[:, 0],
+            terminated_logit=self.terminated_head(x)[:, 0],
+        )
+
+
+class Ensemble(eqx.Module):
+    """``size`` independently initialised dynamics models, stacked and vmapped."""
+
+    members: DynamicsModel
+    size: int = eqx.field(static=True)
+
+    def __init__(
+        self, obs_shape: tuple[int, int, int], num_actions: int, hidden: int, size: int, *, key: PRNGKeyArray
+    ):
+        make = lambda k: DynamicsModel(obs_shape, num_actions, hidden, key=k)  # noqa: E731
+        self.members = eqx.filter_vmap(make)(jax.random.split(key, size))
+        self.size = size
+
+    def __call__(
+        self, obs: Float[Array, "batch height width channels"], action: Int[Array, " batch"]
+    ) -> Prediction:
+        """Every member's prediction, stacked along a leading ``member`` axis."""
+        return eqx.filter_vmap(lambda m: m(obs, action))(self.members)
+
+
+class ModelBatch(eqx.Module):
+    """Real transitions as model training data."""
+
+    obs: Float[Array, "batch height width channels"]
+    action: Int[Array, " batch"]
+    next_obs: Float[Array, "batch height width channels"]
+    reward: Float[Array, " batch"]
+    terminated: Bool[Array, " batch"]
+
+
+def model_loss(model: Ensemble, batch: ModelBatch) -> tuple[Float[Array, ""], dict[str, Array]]:
+    """Summed per-member losses: cell BCE (mean over cells), reward MSE, termination BCE.
+
+    Truncated steps carry ``terminated=False``: the time limit is not a termination target.
+    The metrics are computed before the gradient step, on data the model has not yet fit.
+    """
+    pred = model(batch.obs, batch.action)
+    terminated = batch.terminated.astype(jnp.float32)
+    obs_bce = jnp.mean(optax.sigmoid_binary_cross_entropy(pred.next_obs_logits, batch.next_obs), axis=(1, 2, 3, 4))
+    reward_mse = jnp.mean(jnp.square(pred.reward - batch.reward), axis=1)
+    term_bce = jnp.mean(optax.sigmoid_binary_cross_entropy(pred.terminated_logit, terminated), axis=1)
+    loss = jnp.sum(obs_bce + reward_mse + term_bce)
+    return loss, model_metrics(pred, batch) | {
+        "model_obs_loss": jnp.mean(obs_bce),
+        "model_reward_loss": jnp.mean(reward_mse),
+        "model_terminated_loss": jnp.mean(term_bce),
+    }
+
+
+def model_metrics(pred: Prediction, batch: ModelBatch) -> dict[str, Array]:
+    """Accuracy figures of the ensemble's first member on a batch."""
+    predicted_obs = pred.next_obs_logits[0] > 0
+    target_obs = batch.next_obs > 0.5
+    correct = predicted_obs == target_obs
+    changed = target_obs != (batch.obs > 0.5)
+    predicted_term = pred.terminated_logit[0] > 0
+    return {
+        "model_cell_accuracy": jnp.mean(correct),
+        "model_changed_cell_accuracy": jnp.sum(correct & changed) / jnp.maximum(jnp.sum(changed), 1),
+        "model_obs_exact": jnp.mean(jnp.all(correct, axis=(1, 2, 3))),
+        "model_reward_abs_error": jnp.mean(jnp.abs(pred.reward[0] - batch.reward)),
+        # Counts per minibatch; precision and recall are formed from their means later.
+        "model_term_true_positive": jnp.mean(predicted_term & batch.terminated),
+        "model_term_predicted": jnp.mean(predicted_term),
+        "model_term_actual": jnp.mean(batch.terminated),
+    }
+
+
+def model_optimiser() -> optax.GradientTransformation:
+    """Adam's direction with global-norm clipping; the learning rate is applied by the caller."""
+    return optax.chain(optax.clip_by_global_norm(10.0), optax.scale_by_adam())

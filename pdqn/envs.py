@@ -1,0 +1,110 @@
+"""Vectorised gymnax MinAtar environments with termination and truncation kept apart."""
+
+from typing import Any
+
+import equinox as eqx
+import gymnax
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+GYMNAX_IDS: dict[str, str] = {
+    "asterix": "Asterix-MinAtar",
+    "breakout": "Breakout-MinAtar",
+    "freeway": "Freeway-MinAtar",
+    "space_invaders": "SpaceInvaders-MinAtar",
+    "seaquest": "Seaquest-MinAtar",
+}
+
+
+class EpisodeStats(eqx.Module):
+    """Undiscounted return and length of each environment's current episode."""
+
+    episode_return: Float[Array, " envs"]
+    episode_length: Int[Array, " envs"]
+
+
+class EnvStep(eqx.Module):
+    """What one vectorised step returns.
+
+    ``obs`` is already reset where the episode ended; ``final_obs`` is the true next
+    observation before any reset, the one to bootstrap from after a truncation.
+    ``finished_return``/``finished_length`` hold the completed episode's figures where
+    ``terminated | truncated`` and are meaningless elsewhere.
+    """
+
+    obs: Float[Array, "envs height width channels"]
+    final_obs: Float[Array, "envs height width channels"]
+    reward: Float[Array, " envs"]
+    terminated: Bool[Array, " envs"]
+    truncated: Bool[Array, " envs"]
+    finished_return: Float[Array, " envs"]
+    finished_length: Int[Array, " envs"]
+
+    @property
+    def done(self) -> Bool[Array, " envs"]:
+        return jnp.logical_or(self.terminated, self.truncated)
+
+
+class VecEnv(eqx.Module):
+    """``num_envs`` copies of one MinAtar game, stepped together with auto-reset."""
+
+    env: Any = eqx.field(static=True)
+    params: Any = eqx.field(static=True)
+    num_envs: int = eqx.field(static=True)
+
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        return tuple(self.env.observation_space(self.params).shape)  # type: ignore[return-value]
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.env.action_space(self.params).n)
+
+    @property
+    def max_episode_steps(self) -> int:
+        return int(self.params.max_steps_in_episode)
+
+    def reset(self, key: PRNGKeyArray) -> tuple[Float[Array, "envs height width channels"], Any, EpisodeStats]:
+        obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(
+            jax.random.split(key, self.num_envs), self.params
+        )
+        stats = EpisodeStats(
+            episode_return=jnp.zeros(self.num_envs), episode_length=jnp.zeros(self.num_envs, jnp.int32)
+        )
+        return obs.astype(jnp.float32), state, stats
+
+    def step(
+        self, key: PRNGKeyArray, state: Any, stats: EpisodeStats, action: Int[Array, " envs"]
+    ) -> tuple[EnvStep, Any, EpisodeStats]:
+        obs, state, reward, terminated, truncated, info = jax.vmap(
+            self.env.step, in_axes=(0, 0, 0, None)
+        )(jax.random.split(key, self.num_envs), state, action, self.params)
+        reward = reward.astype(jnp.float32)
+        terminated = jnp.asarray(terminated, bool)
+        truncated = jnp.logical_and(jnp.asarray(truncated, bool), ~terminated)
+        done = jnp.logical_or(terminated, truncated)
+        episode_return = stats.episode_return + reward
+        episode_length = stats.episode_length + 1
+        step = EnvStep(
+            obs=obs.astype(jnp.float32),
+            final_obs=info["final_observation"].astype(jnp.float32),
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            finished_return=episode_return,
+            finished_length=episode_length,
+        )
+        stats = EpisodeStats(
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+        )
+        return step, state, stats
+
+
+def make_env(name: str, num_envs: int) -> VecEnv:
+    """A vectorised MinAtar game by its short name (``breakout``, ``space_invaders``, ...)."""
+    if name not in GYMNAX_IDS:
+        raise ValueError(f"unknown env {name!r}: must be one of {'|'.join(GYMNAX_IDS)}")
+    env, params = gymnax.make(GYMNAX_IDS[name])
+    return VecEnv(env=env, params=params, num_envs=num_envs)

@@ -1,0 +1,32 @@
+"""Greedy ("target") policy evaluation on separate environments."""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from pdqn.envs import VecEnv
+from pdqn.networks import QNetwork
+
+
+def evaluate_greedy(env: VecEnv, q_net: QNetwork, key: PRNGKeyArray) -> Float[Array, " envs"]:
+    """Undiscounted return of one complete greedy episode in each of ``env.num_envs`` environments."""
+    k_reset, k_run = jax.random.split(key)
+    obs, env_state, stats = env.reset(k_reset)
+    finished = jnp.zeros(env.num_envs, bool)
+    returns = jnp.zeros(env.num_envs)
+
+    def running(carry):
+        *_, finished, t = carry
+        return jnp.logical_and(~jnp.all(finished), t <= env.max_episode_steps)
+
+    def step(carry):
+        key, obs, env_state, stats, returns, finished, t = carry
+        key, k_env = jax.random.split(key)
+        action = jnp.argmax(q_net(obs), axis=-1)
+        out, env_state, stats = env.step(k_env, env_state, stats, action)
+        returns = jnp.where(finished | ~out.done, returns, out.finished_return)
+        return key, out.obs, env_state, stats, returns, finished | out.done, t + 1
+
+    carry = (k_run, obs, env_state, stats, returns, finished, jnp.asarray(0))
+    carry = jax.lax.while_loop(running, step, carry)
+    return carry[4]

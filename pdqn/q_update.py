@@ -1,0 +1,83 @@
+"""Epochs x minibatches of TD updates of the Q-network; shared by real and imagined data."""
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from pdqn.networks import QNetwork
+
+
+class QBatch(eqx.Module):
+    """Flat transitions with fixed Q(lambda) targets."""
+
+    obs: Float[Array, "batch height width channels"]
+    action: Int[Array, " batch"]
+    target: Float[Array, " batch"]
+    weight: Float[Array, " batch"]
+    """1 for a transition to learn from, 0 for padding (imagined steps after termination)."""
+
+
+def td_loss(q_net: QNetwork, batch: QBatch) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """Half the weighted mean squared error between Q(s, a) and its target; also mean Q(s, a)."""
+    q = q_net(batch.obs)
+    q_sa = jnp.take_along_axis(q, batch.action[:, None], axis=-1)[:, 0]
+    total = jnp.maximum(jnp.sum(batch.weight), 1.0)
+    loss = 0.5 * jnp.sum(batch.weight * jnp.square(q_sa - batch.target)) / total
+    return loss, jnp.sum(batch.weight * q_sa) / total
+
+
+def minibatches(key: PRNGKeyArray, data: PyTree, num_minibatches: int) -> PyTree:
+    """Shuffle a flat batch and split it into ``num_minibatches`` equal minibatches."""
+    size = jax.tree.leaves(data)[0].shape[0]
+    perm = jax.random.permutation(key, size)
+    return jax.tree.map(lambda x: x[perm].reshape(num_minibatches, -1, *x.shape[1:]), data)
+
+
+def sgd_epochs(
+    loss_fn: Callable[[Any, Any], tuple[Float[Array, ""], Any]],
+    optimiser: optax.GradientTransformation,
+    learning_rate: Float[Array, ""],
+    params: PyTree,
+    opt_state: PyTree,
+    key: PRNGKeyArray,
+    data: PyTree,
+    num_epochs: int,
+    num_minibatches: int,
+) -> tuple[PyTree, PyTree, tuple[Float[Array, ""], Any]]:
+    """``num_epochs`` shuffled passes of minibatch gradient steps; returns mean loss and aux.
+
+    ``optimiser`` produces unit-rate directions (e.g. clipped RAdam); ``learning_rate``
+    scales them, so one schedule can serve real and imagined steps alike.
+    """
+
+    def step(carry, minibatch):
+        params, opt_state = carry
+        (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(params, minibatch)
+        updates, opt_state = optimiser.update(grads, opt_state, eqx.filter(params, eqx.is_array))
+        updates = jax.tree.map(lambda u: -learning_rate * u, updates)
+        return (eqx.apply_updates(params, updates), opt_state), (loss, aux)
+
+    def epoch(carry, key):
+        return jax.lax.scan(step, carry, minibatches(key, data, num_minibatches))
+
+    (params, opt_state), (loss, aux) = jax.lax.scan(
+        epoch, (params, opt_state), jax.random.split(key, num_epochs)
+    )
+    return params, opt_state, (jnp.mean(loss), jax.tree.map(jnp.mean, aux))
+
+
+def q_optimiser(max_grad_norm: float) -> optax.GradientTransformation:
+    """Global-norm clipping then RAdam's direction; the learning rate is applied by the caller."""
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_radam())
+
+
+def linear_decay(update: Int[Array, ""], initial: float, num_updates: int, decay: bool) -> Float[Array, ""]:
+    """Learning rate decayed linearly from ``initial`` towards zero over ``num_updates``."""
+    if not decay:
+        return jnp.asarray(initial, jnp.float32)
+    return initial * (1.0 - jnp.asarray(update, jnp.float32) / num_updates)

@@ -1,0 +1,66 @@
+"""Q(lambda) targets as small unbatched pure functions (time-major, rlax naming)."""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
+
+
+def lambda_returns(
+    r_t: Float[Array, " T"],
+    discount_t: Float[Array, " T"],
+    v_t: Float[Array, " T"],
+    lambda_t: Float[Array, " T"],
+) -> Float[Array, " T"]:
+    """Lambda-returns of one rollout, computed backwards in time.
+
+    Transition ``t`` goes from ``s_t`` to ``s_{t+1}`` with reward ``r_t``;
+    ``v_t`` is the bootstrap value of ``s_{t+1}`` (for Q(lambda): ``max_a Q(s_{t+1}, a)``)::
+
+        G_t = r_t + discount_t * ((1 - lambda_t) * v_t + lambda_t * G_{t+1})
+        G_T = v_{T-1}      (so the last step bootstraps fully: G_{T-1} = r + discount * v_{T-1})
+
+    ``discount_t`` is zero where ``s_{t+1}`` is terminal; ``lambda_t`` is zero where the
+    episode ended at ``t`` (terminated or truncated), so a return never mixes episodes.
+    """
+
+    def backward(g_next: Float[Array, ""], step: tuple[Array, Array, Array, Array]):
+        r, discount, v, lam = step
+        g = r + discount * ((1.0 - lam) * v + lam * g_next)
+        return g, g
+
+    _, returns = jax.lax.scan(backward, v_t[-1], (r_t, discount_t, v_t, lambda_t), reverse=True)
+    return returns
+
+
+def q_lambda_targets(
+    r_t: Float[Array, " T"],
+    terminated_t: Bool[Array, " T"],
+    truncated_t: Bool[Array, " T"],
+    q_next_max_t: Float[Array, " T"],
+    gamma: float,
+    td_lambda: float,
+) -> Float[Array, " T"]:
+    """Peng's Q(lambda) targets with termination and time-limit truncation kept apart.
+
+    ``q_next_max_t`` is ``max_a Q(s_{t+1}, a)`` where ``s_{t+1}`` is the true next
+    observation (the pre-reset final observation when the episode ended at ``t``).
+    Termination zeroes the bootstrap; truncation keeps it but cuts the lambda trace.
+    """
+    discount_t = gamma * (1.0 - terminated_t.astype(r_t.dtype))
+    ended = jnp.logical_or(terminated_t, truncated_t)
+    lambda_t = td_lambda * (1.0 - ended.astype(r_t.dtype))
+    return lambda_returns(r_t, discount_t, q_next_max_t, lambda_t)
+
+
+def batched_q_lambda_targets(
+    r_t: Float[Array, "T envs"],
+    terminated_t: Bool[Array, "T envs"],
+    truncated_t: Bool[Array, "T envs"],
+    q_next_max_t: Float[Array, "T envs"],
+    gamma: float,
+    td_lambda: float,
+) -> Float[Array, "T envs"]:
+    """:func:`q_lambda_targets` over a time-major batch of environments."""
+    return jax.vmap(q_lambda_targets, in_axes=(1, 1, 1, 1, None, None), out_axes=1)(
+        r_t, terminated_t, truncated_t, q_next_max_t, gamma, td_lambda
+    )
