@@ -205,6 +205,36 @@ class DynaConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrackConfig:
+    """Experiment tracking with Aim (one Aim run per seed)."""
+
+    off: bool = False
+    """Disable Aim tracking (metrics.parquet and summary.json are always written)."""
+    repo: str = ".aim"
+    """Aim repository: a local path (created on first use) or a server address aim://host:port."""
+    experiment: str = ""
+    """Aim experiment name (default: <alg>-<env>)."""
+    sweep: str = ""
+    """Sweep name, recorded as a tag and hparam (set by pdqn.experiments.sweep)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """Periodic checkpoints of the whole training state, for exact resume."""
+
+    every: int = 0
+    """Save a checkpoint every this many updates (0 = chosen automatically; always at the end)."""
+    keep: int = 2
+    """How many of the most recent checkpoints to keep."""
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.every, int) and self.every >= 0, "checkpoint.every", self.every, "a non-negative integer"
+        )
+        _positive_ints("checkpoint.", self, ("keep",))
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Train PQN or PDQN on a MinAtar game (gymnax); seeds run vmapped in one program."""
 
@@ -230,6 +260,10 @@ class Config:
     """PQN hyperparameters (shared by PDQN)."""
     dyna: DynaConfig = dataclasses.field(default_factory=DynaConfig)
     """Planning hyperparameters (used by --alg pdqn only)."""
+    track: TrackConfig = dataclasses.field(default_factory=TrackConfig)
+    """Aim tracking."""
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    """Checkpointing."""
 
     def __post_init__(self) -> None:
         _require(self.env in GAMES, "env", self.env, "one of " + "|".join(GAMES))

@@ -32,6 +32,17 @@ class ImaginedRollout(eqx.Module):
     q_next_max: Float[Array, "H rollouts"]
 
 
+class ImaginedStep(eqx.Module):
+    """One imagined step of every rollout; a scan over the horizon stacks them."""
+
+    obs: Float[Array, "rollouts height width channels"]
+    action: Int[Array, " rollouts"]
+    reward: Float[Array, " rollouts"]
+    terminated: Bool[Array, " rollouts"]
+    alive: Bool[Array, " rollouts"]
+    q_next_max: Float[Array, " rollouts"]
+
+
 def binarise(
     key: PRNGKeyArray, logits: Float[Array, "*shape"], mode: str
 ) -> Float[Array, "*shape"]:
@@ -60,7 +71,7 @@ def imagine(
         next_obs = binarise(k_obs, pred.next_obs_logits, binarize)
         terminated = jax.random.bernoulli(k_term, jax.nn.sigmoid(pred.terminated_logit))
         q_next = q_net(next_obs)
-        transition = ImaginedRollout(
+        transition = ImaginedStep(
             obs=obs,
             action=action,
             reward=pred.reward,
@@ -71,8 +82,8 @@ def imagine(
         return (next_obs, q_next, alive & ~terminated), transition
 
     init = (start_obs, q_net(start_obs), jnp.ones(start_obs.shape[0], bool))
-    _, rollout = jax.lax.scan(step, init, jax.random.split(key, horizon))
-    return rollout
+    _, steps = jax.lax.scan(step, init, jax.random.split(key, horizon))
+    return ImaginedRollout(**vars(steps))
 
 
 def imagined_batch(rollout: ImaginedRollout, gamma: float, td_lambda: float) -> QBatch:

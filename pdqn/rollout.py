@@ -27,6 +27,20 @@ class Rollout(eqx.Module):
     finished_length: Int[Array, "T envs"]
 
 
+class Transition(eqx.Module):
+    """One step of ``num_envs`` transitions; a scan over time stacks them into a :class:`Rollout`."""
+
+    obs: Float[Array, "envs height width channels"]
+    action: Int[Array, " envs"]
+    reward: Float[Array, " envs"]
+    terminated: Bool[Array, " envs"]
+    truncated: Bool[Array, " envs"]
+    next_obs: Float[Array, "envs height width channels"]
+    q_next_max: Float[Array, " envs"]
+    finished_return: Float[Array, " envs"]
+    finished_length: Int[Array, " envs"]
+
+
 def collect(env: VecEnv, state: TrainState, epsilon: Float[Array, ""], num_steps: int) -> tuple[TrainState, Rollout]:
     """Run ``num_steps`` vectorised steps with the current Q-network."""
     key, rollout_key = jax.random.split(state.key)
@@ -43,7 +57,7 @@ def collect(env: VecEnv, state: TrainState, epsilon: Float[Array, ""], num_steps
             jnp.any(out.truncated), lambda: q_net(out.final_obs), lambda: q_next
         )
         q_boot = jnp.where(out.truncated[:, None], q_final, q_next)
-        transition = Rollout(
+        transition = Transition(
             obs=obs,
             action=action,
             reward=out.reward,
@@ -57,7 +71,8 @@ def collect(env: VecEnv, state: TrainState, epsilon: Float[Array, ""], num_steps
         return (env_state, stats, out.obs, q_next), transition
 
     init = (state.env_state, state.env_stats, state.obs, q_net(state.obs))
-    (env_state, stats, obs, _), rollout = jax.lax.scan(step, init, jax.random.split(rollout_key, num_steps))
+    (env_state, stats, obs, _), steps = jax.lax.scan(step, init, jax.random.split(rollout_key, num_steps))
+    rollout = Rollout(**vars(steps))
     state = eqx.tree_at(
         lambda s: (s.env_state, s.env_stats, s.obs, s.key), state, (env_state, stats, obs, key)
     )

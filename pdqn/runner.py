@@ -9,7 +9,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,6 +24,26 @@ from pdqn.train import Trainer, compiled
 
 METRICS_FILE = "metrics.parquet"
 SUMMARY_FILE = "summary.json"
+
+
+class RunHooks:
+    """Host-side observers of a run (experiment trackers). Every method may be a no-op.
+
+    They are called between compiled chunks only; a hook that fails must not stop
+    training, so :func:`run` reports its error once and carries on without it.
+    """
+
+    def start(self, config: Config, run_dir: Path, seeds: list[int]) -> None:
+        """Called once before the first chunk."""
+
+    def log(self, rows: pl.DataFrame) -> None:
+        """Called after each chunk with that chunk's new rows (one per seed and update)."""
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Called once at the end with the run's summary."""
+
+    def close(self) -> None:
+        """Called always, also when training stops early."""
 
 
 class RunDirError(ValueError):
@@ -111,8 +131,38 @@ def progress_line(
     return " | ".join(parts)
 
 
-def run(config: Config, run_dir: Path, log: TextIO = sys.stderr) -> dict[str, Any]:
+class SafeHooks:
+    """Calls each hook, dropping (with one message) any hook that raises."""
+
+    def __init__(self, hooks: Sequence[RunHooks], log: TextIO):
+        self.hooks = list(hooks)
+        self.log = log
+
+    def call(self, method: str, *args: Any) -> None:
+        for hook in list(self.hooks):
+            try:
+                getattr(hook, method)(*args)
+            except Exception as err:  # a tracker must never cost the run
+                print(f"warning: {type(hook).__name__}.{method} failed ({err}); continuing without it", file=self.log)
+                self.hooks.remove(hook)
+                try:
+                    hook.close()
+                except Exception:
+                    pass
+
+
+def run(
+    config: Config, run_dir: Path, log: TextIO = sys.stderr, hooks: Sequence[RunHooks] = ()
+) -> dict[str, Any]:
     """Train ``config`` to completion, writing ``metrics.parquet`` and ``summary.json`` to ``run_dir``."""
+    observers = SafeHooks(hooks, log)
+    try:
+        return _run(config, run_dir, log, observers)
+    finally:
+        observers.call("close")
+
+
+def _run(config: Config, run_dir: Path, log: TextIO, hooks: SafeHooks) -> dict[str, Any]:
     trainer = Trainer(config)
     seeds = [config.seed + i for i in range(config.num_seeds)]
     states: TrainState = trainer.init_seeds()
@@ -122,6 +172,7 @@ def run(config: Config, run_dir: Path, log: TextIO = sys.stderr) -> dict[str, An
     evaluate, eval_seconds = compiled(trainer.evaluate, states, eval_key)
     compile_seconds = chunk_seconds + eval_seconds
     print(f"[{config.alg} {config.env}] compiled in {compile_seconds:.1f}s", file=log, flush=True)
+    hooks.call("start", config, run_dir, seeds)
 
     frames: list[pl.DataFrame] = []
     target_returns: list[np.ndarray] = []
@@ -150,6 +201,7 @@ def run(config: Config, run_dir: Path, log: TextIO = sys.stderr) -> dict[str, An
                 .drop("_t")
             )
         frames.append(frame)
+        hooks.call("log", frame)
         all_rows = pl.concat(frames, how="diagonal_relaxed")
         write_atomic(run_dir / METRICS_FILE, all_rows.write_parquet)
         steps_per_second = done * config.env_steps_per_update * config.num_seeds / max(update_seconds, 1e-9)
@@ -159,6 +211,7 @@ def run(config: Config, run_dir: Path, log: TextIO = sys.stderr) -> dict[str, An
     all_rows = pl.concat(frames, how="diagonal_relaxed")
     summary = summarise(config, all_rows, target_returns[-1], compile_seconds, train_seconds, update_seconds)
     write_atomic(run_dir / SUMMARY_FILE, lambda p: p.write_text(json.dumps(summary, indent=2)))
+    hooks.call("finish", summary)
     return summary
 
 

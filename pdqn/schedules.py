@@ -6,7 +6,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 
 def linear_epsilon(
-    update: Int[Array, ""] | int, start: float, finish: float, decay_updates: float
+    update: Int[Array, ""] | int, start: float | int, finish: float | int, decay_updates: float | int
 ) -> Float[Array, ""]:
     """Epsilon decayed linearly from ``start`` to ``finish`` over ``decay_updates`` updates."""
     if decay_updates <= 0:

@@ -40,10 +40,16 @@ class Trainer(eqx.Module):
     env: VecEnv
     eval_env: VecEnv
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, env: Any = None, env_params: Any = None):
+        """``env``/``env_params`` replace the MinAtar game with any gymnax-style environment."""
         self.config = config
-        self.env = make_env(config.env, config.pqn.num_envs)
-        self.eval_env = make_env(config.env, config.eval_envs)
+        if env is None:
+            self.env = make_env(config.env, config.pqn.num_envs)
+            self.eval_env = make_env(config.env, config.eval_envs)
+        else:
+            params = env.default_params if env_params is None else env_params
+            self.env = VecEnv(env=env, params=params, num_envs=config.pqn.num_envs)
+            self.eval_env = VecEnv(env=env, params=params, num_envs=config.eval_envs)
 
     # ---- initialisation -------------------------------------------------------------
     def init(self, key: PRNGKeyArray) -> TrainState:

@@ -1,0 +1,51 @@
+"""Shared fixtures. A persistent XLA cache makes repeated compiles (also in CLI subprocesses) cheap."""
+
+import os
+import tempfile
+from pathlib import Path
+
+_CACHE = Path(os.environ.get("PDQN_TEST_JAX_CACHE", Path(tempfile.gettempdir()) / "pdqn-test-jax-cache"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+from pdqn.config import Config, DynaConfig, PQNConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_config(**overrides) -> Config:
+    """A config that compiles and runs in seconds: few envs, few steps, tiny eval."""
+    pqn = dict(num_envs=8, num_steps=8, num_minibatches=4, num_epochs=1)
+    pqn.update(overrides.pop("pqn", {}))
+    dyna = dict(num_rollouts=16, horizon=2, plan_minibatches=2, model_minibatches=2, planning_delay=0, model_hidden=32)
+    dyna.update(overrides.pop("dyna", {}))
+    base = dict(
+        env="breakout",
+        total_timesteps=64 * 6,
+        eval_envs=4,
+        eval_every=0.5,
+        pqn=PQNConfig(**pqn),
+        dyna=DynaConfig(**dyna),
+    )
+    base.update(overrides)
+    return Config(**base)
+
+
+@pytest.fixture
+def tiny() -> type[Config]:
+    return tiny_config  # type: ignore[return-value]
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for CLI subprocesses: the repo importable, the shared compile cache."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["JAX_PLATFORMS"] = "cpu"
+    return env

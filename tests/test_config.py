@@ -1,0 +1,53 @@
+"""Invalid values are rejected before anything is compiled, naming the field and its range."""
+
+import dataclasses
+
+import pytest
+
+from pdqn.config import Config, ConfigError, DynaConfig, PQNConfig
+
+
+def test_defaults_are_the_pqn_minatar_setup():
+    config = Config()
+    pqn = config.pqn
+    assert (pqn.num_envs, pqn.num_steps, pqn.num_epochs, pqn.num_minibatches) == (128, 32, 2, 32)
+    assert (pqn.lr, pqn.gamma, pqn.td_lambda, pqn.max_grad_norm) == (5e-4, 0.99, 0.65, 10.0)
+    assert (pqn.eps_start, pqn.eps_finish, pqn.eps_decay) == (1.0, 0.05, 0.1)
+    assert pqn.lr_linear_decay and pqn.norm == "layer_norm"
+    assert config.total_timesteps == 10_000_000 and config.eval_every == 0.05
+
+
+def test_derived_values_are_properties():
+    config = Config(total_timesteps=1_003_520)
+    assert config.pqn.batch_size == 4096 and config.pqn.minibatch_size == 128
+    assert config.num_updates == 245
+    assert config.eval_interval == 12
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: PQNConfig(num_envs=0), "pqn.num_envs"),
+        (lambda: PQNConfig(num_minibatches=33), "pqn.num_minibatches"),
+        (lambda: PQNConfig(td_lambda=1.5), "pqn.td_lambda"),
+        (lambda: PQNConfig(gamma=-0.1), "pqn.gamma"),
+        (lambda: PQNConfig(lr=0.0), "pqn.lr"),
+        (lambda: PQNConfig(lr=float("nan")), "pqn.lr"),
+        (lambda: PQNConfig(extra_epochs=-1), "pqn.extra_epochs"),
+        (lambda: DynaConfig(horizon=0), "dyna.horizon"),
+        (lambda: DynaConfig(plan_minibatches=7), "dyna.plan_minibatches"),
+        (lambda: DynaConfig(planning_delay=-1), "dyna.planning_delay"),
+        (lambda: Config(num_seeds=0), "num_seeds"),
+        (lambda: Config(total_timesteps=100), "total_timesteps"),
+        (lambda: Config(eval_every=2.0), "eval_every"),
+        (lambda: Config(seed=-1), "seed"),
+    ],
+)
+def test_invalid_values_name_the_field_and_range(make, field):
+    with pytest.raises(ConfigError, match=rf"^{field}=.* is invalid: must be "):
+        make()
+
+
+def test_configs_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().alg = "pdqn"  # type: ignore[misc]
