@@ -70,7 +70,7 @@ def prepare_run_dir(path: Path) -> Path:
     return path
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file, fsync it, then rename it over ``path``."""
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)

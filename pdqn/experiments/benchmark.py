@@ -1,0 +1,137 @@
+"""Time compiled training updates and print env steps/s and compile seconds as JSON.
+
+``python -m pdqn.experiments.benchmark --alg pqn --env breakout``
+"""
+
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from pdqn.cli import parse
+from pdqn.config import Config, DynaConfig, GameName, PQNConfig
+from pdqn.rollout import collect
+from pdqn.train import Trainer, compiled
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """Time ``updates`` training updates, ``repeats`` times after compiling once."""
+
+    alg: Literal["pqn", "pdqn"] = "pqn"
+    """Algorithm to time."""
+    env: GameName = "breakout"
+    """MinAtar game."""
+    num_seeds: int = 1
+    """Seeds vmapped in the program."""
+    updates: int = 20
+    """Updates per timed call (each collects pqn.num_envs * pqn.num_steps env steps per seed)."""
+    repeats: int = 3
+    """Timed calls; the median is reported."""
+    phases: bool = False
+    """Also time each phase of an update (collect, real TD updates, model, planning) on its own."""
+    planning_from_start: bool = True
+    """For pdqn: no planning delay, so every timed update plans."""
+    pqn: PQNConfig = dataclasses.field(default_factory=PQNConfig)
+    """PQN hyperparameters."""
+    dyna: DynaConfig = dataclasses.field(default_factory=DynaConfig)
+    """Planning hyperparameters."""
+
+    def config(self) -> Config:
+        dyna = dataclasses.replace(self.dyna, planning_delay=0) if self.planning_from_start else self.dyna
+        return Config(
+            alg=self.alg,
+            env=self.env,
+            num_seeds=self.num_seeds,
+            total_timesteps=self.pqn.batch_size * self.updates * (self.repeats + 1),
+            log_every=self.updates,
+            pqn=self.pqn,
+            dyna=dyna,
+        )
+
+
+def measure(bench: Benchmark) -> dict[str, object]:
+    config = bench.config()
+    trainer = Trainer(config)
+    states = trainer.init_seeds()
+    n = jnp.asarray(bench.updates, jnp.int32)
+    chunk, compile_seconds = compiled(trainer.run_chunk, states, n)
+    states, _ = chunk(states, n)  # warm-up: first-touch allocations
+    jax.block_until_ready(states)
+    seconds = []
+    for _ in range(bench.repeats):
+        start = time.perf_counter()
+        states, metrics = chunk(states, n)
+        jax.block_until_ready((states, metrics))
+        seconds.append(time.perf_counter() - start)
+    steps = bench.updates * config.pqn.batch_size * config.num_seeds
+    rates = [steps / s for s in seconds]
+    result: dict[str, object] = {
+        "alg": bench.alg,
+        "env": bench.env,
+        "num_seeds": bench.num_seeds,
+        "env_steps_per_second": statistics.median(rates),
+        "env_steps_per_second_all": rates,
+        "seconds_per_update": statistics.median(seconds) / bench.updates,
+        "compile_seconds": compile_seconds,
+        "env_steps_per_call": steps,
+        "backend": jax.default_backend(),
+        "device": str(jax.devices()[0]),
+        "real_gradient_steps_per_update": (config.pqn.num_epochs + config.pqn.extra_epochs)
+        * config.pqn.num_minibatches,
+    }
+    if bench.phases:
+        result["phase_seconds_per_update"] = phase_seconds(trainer, states, bench.repeats)
+    if config.planning:
+        result["imagined_transitions_per_update"] = config.dyna.imagined_batch_size
+        result["imagined_gradient_steps_per_update"] = config.dyna.imagined_gradient_steps
+    return result
+
+
+def time_call(fn, *args, repeats: int) -> float:
+    """Median seconds of a compiled call (compiled and warmed up first)."""
+    jax.block_until_ready(fn(*args))
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def phase_seconds(trainer: Trainer, states, repeats: int) -> dict[str, float]:
+    """Seconds per update spent in each phase, each compiled and timed separately (vmapped over seeds)."""
+    config = trainer.config
+    pqn, dyna = config.pqn, config.dyna
+    vmap = lambda f: jax.jit(jax.vmap(f))  # noqa: E731
+    collect_fn = vmap(lambda s: collect(trainer.env, s, trainer.epsilon(s.update), pqn.num_steps))
+    states, rollout = collect_fn(states)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(config.num_seeds))
+    epochs = pqn.num_epochs + pqn.extra_epochs
+    real = vmap(lambda s, k, r: trainer.train_q(s, k, trainer.real_batch(r), epochs, pqn.num_minibatches))
+    result = {
+        "collect": time_call(collect_fn, states, repeats=repeats),
+        "targets_and_real_td_updates": time_call(real, states, keys, rollout, repeats=repeats),
+    }
+    if config.planning:
+        result["model_update"] = time_call(vmap(trainer.train_model), states, keys, rollout, repeats=repeats)
+        plan_states = jax.tree.map(lambda x: x, states)
+        result["imagine_and_imagined_td_updates"] = time_call(
+            vmap(trainer.plan), plan_states, keys, rollout, repeats=repeats
+        )
+    return result
+
+
+def main(args: list[str] | None = None) -> int:
+    bench = parse(Benchmark, args, description=__doc__)
+    print(json.dumps(measure(bench), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
