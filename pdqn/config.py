@@ -57,8 +57,10 @@ class PQNConfig:
     """Passes over each update's batch of real transitions."""
     num_minibatches: int = 32
     """Minibatches per epoch; must divide num_envs * num_steps."""
-    extra_epochs: int = 0
-    """Compute-matched control: extra passes over the real batch per update (0 = plain PQN)."""
+    extra_minibatches: int = 0
+    """Compute-matched control: extra real-data gradient steps per update, each on a fresh
+    minibatch of the batch (0 = plain PQN). Set it to dyna.plan_epochs * dyna.plan_minibatches
+    to give PQN as many extra gradient steps as PDQN's imagined updates."""
     lr: float = 5e-4
     """Adam (RAdam) learning rate."""
     lr_linear_decay: bool = True
@@ -90,10 +92,10 @@ class PQNConfig:
             ("num_envs", "num_steps", "num_epochs", "num_minibatches", "hidden_size", "conv_features"),
         )
         _require(
-            isinstance(self.extra_epochs, int) and self.extra_epochs >= 0,
-            p + "extra_epochs",
-            self.extra_epochs,
-            "a non-negative integer",
+            isinstance(self.extra_minibatches, int) and 0 <= self.extra_minibatches <= self.num_minibatches,
+            p + "extra_minibatches",
+            self.extra_minibatches,
+            f"an integer in [0, num_minibatches={self.num_minibatches}]",
         )
         _require(
             self.batch_size % self.num_minibatches == 0,
@@ -119,6 +121,11 @@ class PQNConfig:
     def minibatch_size(self) -> int:
         return self.batch_size // self.num_minibatches
 
+    @property
+    def real_gradient_steps(self) -> int:
+        """Q-network gradient steps on real data per update."""
+        return self.num_epochs * self.num_minibatches + self.extra_minibatches
+
 
 @dataclasses.dataclass(frozen=True)
 class DynaConfig:
@@ -126,11 +133,13 @@ class DynaConfig:
 
     model_lr: float = 1e-3
     """Learning rate of the dynamics model."""
+    model_fraction: float = 0.5
+    """Fraction of each update's real transitions the model trains on (a fresh random subset each update)."""
     model_epochs: int = 1
-    """Passes of the dynamics model over each update's real batch."""
-    model_minibatches: int = 8
-    """Minibatches per model epoch; must divide pqn.num_envs * pqn.num_steps."""
-    model_hidden: int = 256
+    """Passes of the dynamics model over its share of each update's real batch."""
+    model_minibatches: int = 4
+    """Minibatches per model epoch; must divide model_fraction * pqn.num_envs * pqn.num_steps."""
+    model_hidden: int = 128
     """Width of the dynamics model's hidden layer."""
     ensemble_size: int = 1
     """Dynamics-model ensemble members (vmapped); each imagined rollout samples one member per step."""
@@ -192,6 +201,12 @@ class DynaConfig:
             f"a divisor of horizon*num_rollouts={self.imagined_batch_size}",
         )
         _unit_interval(p, self, ("plan_eps_start", "plan_eps_finish", "plan_eps_decay"))
+        _require(
+            math.isfinite(self.model_fraction) and 0.0 < self.model_fraction <= 1.0,
+            p + "model_fraction",
+            self.model_fraction,
+            "in (0, 1]",
+        )
 
     @property
     def imagined_batch_size(self) -> int:
@@ -293,12 +308,18 @@ class Config:
             self.eval_every,
             "in [0, 1]",
         )
+        model_batch = self.model_batch_size
         _require(
-            self.pqn.batch_size % self.dyna.model_minibatches == 0,
+            model_batch >= self.dyna.model_minibatches and model_batch % self.dyna.model_minibatches == 0,
             "dyna.model_minibatches",
             self.dyna.model_minibatches,
-            f"a divisor of pqn.num_envs*pqn.num_steps={self.pqn.batch_size}",
+            f"a divisor of dyna.model_fraction*pqn.num_envs*pqn.num_steps={model_batch}",
         )
+
+    @property
+    def model_batch_size(self) -> int:
+        """Real transitions the dynamics model trains on per update."""
+        return int(round(self.dyna.model_fraction * self.pqn.batch_size))
 
     @property
     def num_updates(self) -> int:

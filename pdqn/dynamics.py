@@ -49,7 +49,7 @@ class DynamicsModel(eqx.Module):
         self.obs_head = Dense(hidden, flat, key=k_obs)
         self.reward_head = Dense(hidden, 1, key=k_rew)
         self.terminated_head = Dense(hidden, 1, key=k_term)
-        self.skip_scale = jnp.full((obs_shape[2],), 2.0)
+        self.skip_scale = jnp.full((obs_shape[2],), 2.0, jnp.float32)
 
     def __call__(
         self, obs: Float[Array, "batch height width channels"], action: Int[Array, " batch"]

@@ -134,8 +134,19 @@ class Trainer(eqx.Module):
         state = eqx.tree_at(lambda s: (s.q_net, s.q_opt_state), state, (q_net, opt_state))
         return state, loss, mean_q
 
+    def train_real(self, state: TrainState, key: PRNGKeyArray, batch: QBatch) -> tuple[TrainState, Array, Array]:
+        """The PQN epochs, then (compute-matched control) extra minibatches of the same batch."""
+        pqn = self.config.pqn
+        k_epochs, k_extra = jax.random.split(key)
+        state, loss, mean_q = self.train_q(state, k_epochs, batch, pqn.num_epochs, pqn.num_minibatches)
+        if pqn.extra_minibatches:
+            extra = subsample(k_extra, batch, pqn.extra_minibatches * pqn.minibatch_size)
+            state, _, _ = self.train_q(state, k_extra, extra, 1, pqn.extra_minibatches)
+        return state, loss, mean_q
+
     def train_model(self, state: TrainState, key: PRNGKeyArray, rollout: Rollout) -> tuple[TrainState, Metrics]:
         dyna = self.config.dyna
+        k_subset, key = jax.random.split(key)
         batch = ModelBatch(
             obs=flatten_time(rollout.obs),
             action=flatten_time(rollout.action),
@@ -143,6 +154,8 @@ class Trainer(eqx.Module):
             reward=flatten_time(rollout.reward),
             terminated=flatten_time(rollout.terminated),
         )
+        if self.config.model_batch_size < self.config.pqn.batch_size:
+            batch = subsample(k_subset, batch, self.config.model_batch_size)
         model, opt_state, (loss, metrics) = sgd_epochs(
             model_loss,
             model_optimiser(),
@@ -173,9 +186,11 @@ class Trainer(eqx.Module):
             dyna.binarize,
         )
         batch = imagined_batch(imagined, pqn.gamma, pqn.td_lambda)
-        new_state, loss, mean_q = self.train_q(state, k_update, batch, dyna.plan_epochs, dyna.plan_minibatches)
+        planned, loss, mean_q = self.train_q(state, k_update, batch, dyna.plan_epochs, dyna.plan_minibatches)
         active = state.update >= dyna.planning_delay
-        state = jax.tree.map(lambda new, old: jnp.where(active, new, old), new_state, state)
+        keep = lambda s: (s.q_net, s.q_opt_state)  # noqa: E731
+        chosen = jax.tree.map(lambda new, old: jnp.where(active, new, old), keep(planned), keep(state))
+        state = eqx.tree_at(keep, state, chosen)
         nan = jnp.asarray(jnp.nan, jnp.float32)
         return state, {
             "planning_active": active,
@@ -193,8 +208,7 @@ class Trainer(eqx.Module):
         state, rollout = collect(self.env, state, epsilon, pqn.num_steps)
         key, k_real, k_model, k_plan = jax.random.split(state.key, 4)
         state = eqx.tree_at(lambda s: s.key, state, key)
-        epochs = pqn.num_epochs + pqn.extra_epochs
-        state, loss, mean_q = self.train_q(state, k_real, self.real_batch(rollout), epochs, pqn.num_minibatches)
+        state, loss, mean_q = self.train_real(state, k_real, self.real_batch(rollout))
         metrics: Metrics = {
             "env_step": (state.update + 1) * pqn.batch_size,
             **episode_metrics(rollout),
@@ -234,6 +248,12 @@ class Trainer(eqx.Module):
         """Greedy returns of every seed's current Q-network."""
         keys = jax.random.split(key, self.config.num_seeds)
         return jax.vmap(lambda q, k: evaluate_greedy(self.eval_env, q, k))(states.q_net, keys)
+
+
+def subsample(key: PRNGKeyArray, data: Any, size: int) -> Any:
+    """``size`` rows of a flat batch, drawn without replacement."""
+    rows = jax.random.permutation(key, jax.tree.leaves(data)[0].shape[0])[:size]
+    return jax.tree.map(lambda x: x[rows], data)
 
 
 def summarise_model_metrics(metrics: Metrics) -> Metrics:

@@ -82,8 +82,7 @@ def measure(bench: Benchmark) -> dict[str, object]:
         "env_steps_per_call": steps,
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0]),
-        "real_gradient_steps_per_update": (config.pqn.num_epochs + config.pqn.extra_epochs)
-        * config.pqn.num_minibatches,
+        "real_gradient_steps_per_update": config.pqn.real_gradient_steps,
     }
     if bench.phases:
         result["phase_seconds_per_update"] = phase_seconds(trainer, states, bench.repeats)
@@ -112,8 +111,7 @@ def phase_seconds(trainer: Trainer, states, repeats: int) -> dict[str, float]:
     collect_fn = vmap(lambda s: collect(trainer.env, s, trainer.epsilon(s.update), pqn.num_steps))
     states, rollout = collect_fn(states)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(config.num_seeds))
-    epochs = pqn.num_epochs + pqn.extra_epochs
-    real = vmap(lambda s, k, r: trainer.train_q(s, k, trainer.real_batch(r), epochs, pqn.num_minibatches))
+    real = vmap(lambda s, k, r: trainer.train_real(s, k, trainer.real_batch(r)))
     result = {
         "collect": time_call(collect_fn, states, repeats=repeats),
         "targets_and_real_td_updates": time_call(real, states, keys, rollout, repeats=repeats),

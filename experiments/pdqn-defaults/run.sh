@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Short sweep used to choose PDQN's defaults: 1M env steps, seeds 0-1 (tuning seeds),
+# Breakout and SpaceInvaders. Each point writes runs/<game>-<name>/{summary.json,metrics.parquet}.
+# Reproduce: bash experiments/pdqn-defaults/run.sh   (from the repository root; ~30 min on 2 CPU cores)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=experiments/pdqn-defaults/runs
+COMMON=(--total-timesteps 1003520 --num-seeds 2 --seed 0 --track.off)
+point() {  # point NAME GAME ARGS...
+  local name=$1 game=$2; shift 2
+  local dir="$OUT/$game-$name"
+  if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; return; fi
+  rm -rf "$dir"
+  python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" "${COMMON[@]}" "$@" 2>&1 | tail -n 2
+}
+for game in breakout space_invaders; do
+  point pqn "$game" --alg pqn
+  point pdqn-h1 "$game" --alg pdqn --dyna.horizon 1 --dyna.num-rollouts 2560 --dyna.planning-delay 20
+  point pdqn-h3 "$game" --alg pdqn --dyna.horizon 3 --dyna.num-rollouts 860 --dyna.planning-delay 20
+  point pdqn-h5 "$game" --alg pdqn --dyna.horizon 5 --dyna.num-rollouts 512 --dyna.planning-delay 20
+  point pqn-matched "$game" --alg pqn --pqn.extra-minibatches 20
+done

@@ -1,0 +1,120 @@
+"""PDQN: the dynamics model, imagination, the imagined update and the planning schedule."""
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jaxtyping import TypeCheckError
+
+from pdqn.config import Config, DynaConfig, PQNConfig
+from pdqn.dynamics import DynamicsModel, Ensemble, Prediction
+from pdqn.planning import imagine, imagined_batch
+from pdqn.rollout import collect
+from pdqn.train import Trainer
+from tests.conftest import tiny_config
+from tests.toy_env import Chain, ChainState
+
+CHAIN = Chain(length=4, quit_reward=0.25)
+
+
+def chain_config(**dyna) -> Config:
+    pqn = PQNConfig(num_envs=16, num_steps=8, num_minibatches=4, num_epochs=1, hidden_size=32, conv_features=8)
+    base = dict(horizon=2, num_rollouts=16, plan_minibatches=2, model_minibatches=4, model_fraction=1.0,
+                model_hidden=64, model_lr=3e-3, planning_delay=0)
+    base.update(dyna)
+    return Config(alg="pdqn", total_timesteps=128 * 150, pqn=pqn, dyna=DynaConfig(**base), eval_envs=4, log_every=150)
+
+
+def true_chain_model(obs, action, key) -> Prediction:
+    """The chain's real dynamics, shaped as a confident model prediction."""
+    position = jnp.argmax(obs.reshape(obs.shape[0], -1), axis=-1)
+    step = jax.vmap(lambda p, a: CHAIN.step_env(key, ChainState(position=p, time=0), a, CHAIN.default_params))
+    next_obs, _, reward, terminated, _ = step(position, action)
+    return Prediction(
+        next_obs_logits=20.0 * (2.0 * next_obs - 1.0),
+        reward=reward,
+        terminated_logit=jnp.where(terminated, 30.0, -30.0),
+    )
+
+
+def test_model_learns_a_deterministic_environment():
+    trainer = Trainer(chain_config(), env=CHAIN)
+    states, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(150))
+    model = jax.tree.map(lambda x: x[0], states.model)
+    obs = jnp.repeat(CHAIN.all_observations(), 2, axis=0)
+    action = jnp.tile(jnp.array([0, 1]), CHAIN.length)
+    truth = true_chain_model(obs, action, jax.random.PRNGKey(0))
+    pred = jax.tree.map(lambda x: x[0], model(obs, action))
+    np.testing.assert_array_equal(pred.next_obs_logits > 0, truth.next_obs_logits > 0)
+    np.testing.assert_allclose(pred.reward, truth.reward, atol=0.05)
+    np.testing.assert_array_equal(pred.terminated_logit > 0, truth.terminated_logit > 0)
+    # The logged accuracy (measured before each step's gradient update) reaches 1 as well.
+    assert float(metrics["model_cell_accuracy"][0, -1]) == 1.0
+    assert float(metrics["model_term_precision"][0, -1]) == 1.0
+    assert float(metrics["model_term_recall"][0, -1]) == 1.0
+
+
+def forward_biased_q_net(key):
+    """A random Q-network whose greedy action is always 'forward', with values varying by state."""
+    trainer = Trainer(chain_config(), env=CHAIN)
+    q_net = trainer.init(key).q_net
+    return eqx.tree_at(lambda q: q.head.bias, q_net, q_net.head.bias + jnp.array([10.0, 0.0]))
+
+
+def test_true_environment_as_model_gives_the_real_targets():
+    config = chain_config()
+    trainer = Trainer(config, env=CHAIN)
+    state = eqx.tree_at(lambda s: s.q_net, trainer.init(jax.random.PRNGKey(0)), forward_biased_q_net(jax.random.PRNGKey(1)))
+    # Greedy real rollout: every env walks the chain and terminates at step L-1.
+    state, rollout = collect(trainer.env, state, jnp.asarray(0.0), CHAIN.length)
+    real = trainer.real_batch(rollout).target.reshape(CHAIN.length, -1)[:, 0]
+    imagined = imagine(true_chain_model, state.q_net, rollout.obs[0, :1], jax.random.PRNGKey(2),
+                       jnp.asarray(0.0), CHAIN.length + 2, "threshold")
+    np.testing.assert_array_equal(imagined.obs[: CHAIN.length, 0], rollout.obs[:, 0])
+    batch = imagined_batch(imagined, config.pqn.gamma, config.pqn.td_lambda)
+    np.testing.assert_allclose(batch.target[: CHAIN.length], real, rtol=1e-6)
+    # After the imagined episode terminates it stays ended: later steps carry no weight.
+    np.testing.assert_array_equal(batch.weight, [1, 1, 1, 1, 0, 0])
+
+
+def test_planning_delay_really_delays():
+    delay = 3
+    pdqn = tiny_config(alg="pdqn", dyna=dict(planning_delay=delay), log_every=5)
+    pqn = dataclasses.replace(pdqn, alg="pqn")
+    runs = {}
+    for config in (pdqn, pqn):
+        trainer = Trainer(config)
+        chunk = jax.jit(trainer.run_chunk)
+        states = trainer.init_seeds()
+        states_before, metrics = chunk(states, jnp.asarray(delay))
+        states_after, _ = chunk(states_before, jnp.asarray(1))
+        runs[config.alg] = (states_before.q_net, states_after.q_net, metrics)
+    same = lambda a, b: all(jnp.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+    # Until the delay has passed, PDQN's Q-network is bitwise PQN's (the model trains on the side) ...
+    assert same(runs["pdqn"][0], runs["pqn"][0])
+    np.testing.assert_array_equal(runs["pdqn"][2]["planning_active"][0, :delay], [0, 0, 0])
+    # ... and the first planning update changes it.
+    assert not same(runs["pdqn"][1], runs["pqn"][1])
+
+
+def test_pdqn_chunk_compiles_once_for_any_chunk_length():
+    trainer = Trainer(tiny_config(alg="pdqn", log_every=4))
+    chunk = jax.jit(trainer.run_chunk)
+    states = trainer.init_seeds()
+    for n in (1, 3, 4, 2):
+        states, metrics = chunk(states, jnp.asarray(n))
+    assert chunk._cache_size() == 1
+    assert np.isnan(np.asarray(metrics["td_loss"])[:, 2:]).all()  # rows past n are left empty
+
+
+def test_ensemble_members_differ_and_shapes_are_checked():
+    ensemble = Ensemble((10, 10, 4), 3, hidden=16, size=3, key=jax.random.PRNGKey(0))
+    pred = ensemble(jnp.zeros((5, 10, 10, 4)), jnp.zeros(5, jnp.int32))
+    assert pred.next_obs_logits.shape == (3, 5, 10, 10, 4) and pred.reward.shape == (3, 5)
+    assert not jnp.allclose(pred.reward[0], pred.reward[1])
+    model = DynamicsModel((10, 10, 4), 3, 16, key=jax.random.PRNGKey(0))
+    with pytest.raises(TypeCheckError):
+        model(jnp.zeros((5, 10, 10, 4)), jnp.zeros(5))  # float actions
