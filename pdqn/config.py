@@ -155,6 +155,9 @@ class DynaConfig:
     """Updates before imagination starts (the model trains from the first update)."""
     binarize: Literal["threshold", "sample"] = "threshold"
     """How imagined next observations are binarised before they are fed back."""
+    max_cell_uncertainty: float = 0.5
+    """Trust an imagined step only while every predicted cell probability p has min(p, 1-p) at most
+    this (0.5 trusts every step); untrusted steps and their successors carry no weight."""
     use_plan_eps: bool = False
     """Use the planning epsilon schedule below instead of the behaviour epsilon."""
     plan_eps_start: float = 1.0
@@ -163,8 +166,6 @@ class DynaConfig:
     """Final planning epsilon (with use_plan_eps)."""
     plan_eps_decay: float = 0.1
     """Fraction of all updates over which the planning epsilon decays (with use_plan_eps)."""
-    reward_loss: Literal["mse", "categorical"] = "mse"
-    """Reward head: regression or a categorical over the game's reward values."""
 
     def __post_init__(self) -> None:
         p = "dyna."
@@ -201,6 +202,12 @@ class DynaConfig:
             f"a divisor of horizon*num_rollouts={self.imagined_batch_size}",
         )
         _unit_interval(p, self, ("plan_eps_start", "plan_eps_finish", "plan_eps_decay"))
+        _require(
+            math.isfinite(self.max_cell_uncertainty) and 0.0 <= self.max_cell_uncertainty <= 0.5,
+            p + "max_cell_uncertainty",
+            self.max_cell_uncertainty,
+            "in [0, 0.5]",
+        )
         _require(
             math.isfinite(self.model_fraction) and 0.0 < self.model_fraction <= 1.0,
             p + "model_fraction",

@@ -29,6 +29,8 @@ class ImaginedRollout(eqx.Module):
     terminated: Bool[Array, "H rollouts"]
     alive: Bool[Array, "H rollouts"]
     """False once the imagined episode has ended at an earlier step."""
+    trusted: Bool[Array, "H rollouts"]
+    """False from the first step whose predicted next observation was too uncertain."""
     q_next_max: Float[Array, "H rollouts"]
 
 
@@ -40,6 +42,7 @@ class ImaginedStep(eqx.Module):
     reward: Float[Array, " rollouts"]
     terminated: Bool[Array, " rollouts"]
     alive: Bool[Array, " rollouts"]
+    trusted: Bool[Array, " rollouts"]
     q_next_max: Float[Array, " rollouts"]
 
 
@@ -60,15 +63,22 @@ def imagine(
     epsilon: Float[Array, ""],
     horizon: int,
     binarize: str,
+    max_cell_uncertainty: float = 0.5,
 ) -> ImaginedRollout:
-    """Roll the model forward from ``start_obs``; an imagined episode that ends stays ended."""
+    """Roll the model forward from ``start_obs``; an imagined episode that ends stays ended.
+
+    A step is trusted while every predicted cell probability ``p`` of every step so far had
+    ``min(p, 1 - p) <= max_cell_uncertainty`` (0.5 trusts everything).
+    """
 
     def step(carry, key):
-        obs, q, alive = carry
+        obs, q, alive, trusted = carry
         k_act, k_model, k_obs, k_term = jax.random.split(key, 4)
         action = epsilon_greedy(k_act, q, epsilon)
         pred = step_model(obs, action, k_model)
         next_obs = binarise(k_obs, pred.next_obs_logits, binarize)
+        p = jax.nn.sigmoid(pred.next_obs_logits)
+        trusted = trusted & (jnp.max(jnp.minimum(p, 1.0 - p), axis=(1, 2, 3)) <= max_cell_uncertainty)
         terminated = jax.random.bernoulli(k_term, jax.nn.sigmoid(pred.terminated_logit))
         q_next = q_net(next_obs)
         transition = ImaginedStep(
@@ -77,31 +87,34 @@ def imagine(
             reward=pred.reward,
             terminated=terminated,
             alive=alive,
+            trusted=trusted,
             q_next_max=greedy_value(q_next),
         )
-        return (next_obs, q_next, alive & ~terminated), transition
+        return (next_obs, q_next, alive & ~terminated, trusted), transition
 
-    init = (start_obs, q_net(start_obs), jnp.ones(start_obs.shape[0], bool))
+    ones = jnp.ones(start_obs.shape[0], bool)
+    init = (start_obs, q_net(start_obs), ones, ones)
     _, steps = jax.lax.scan(step, init, jax.random.split(key, horizon))
     return ImaginedRollout(**vars(steps))
 
 
 def imagined_batch(rollout: ImaginedRollout, gamma: float, td_lambda: float) -> QBatch:
-    """Q(lambda) targets over imagined rollouts (no truncation), flattened for minibatching."""
+    """Q(lambda) targets over imagined rollouts, flattened for minibatching.
+
+    Only steps of a live, trusted rollout carry weight. Before the first untrusted step the
+    trace is cut as at a truncation: that step bootstraps from Q of its (trusted) prediction.
+    """
+    valid = rollout.alive & rollout.trusted
+    cut = jnp.concatenate([~valid[1:], jnp.zeros_like(valid[:1])], axis=0)
     targets = batched_q_lambda_targets(
-        rollout.reward,
-        rollout.terminated,
-        jnp.zeros_like(rollout.terminated),
-        rollout.q_next_max,
-        gamma,
-        td_lambda,
+        rollout.reward, rollout.terminated, cut & ~rollout.terminated, rollout.q_next_max, gamma, td_lambda
     )
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
     return QBatch(
         obs=flat(rollout.obs),
         action=flat(rollout.action),
         target=flat(targets),
-        weight=flat(rollout.alive).astype(jnp.float32),
+        weight=flat(valid).astype(jnp.float32),
     )
 
 

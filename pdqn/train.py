@@ -184,6 +184,7 @@ class Trainer(eqx.Module):
             self.plan_epsilon(state.update),
             dyna.horizon,
             dyna.binarize,
+            dyna.max_cell_uncertainty,
         )
         batch = imagined_batch(imagined, pqn.gamma, pqn.td_lambda)
         planned, loss, mean_q = self.train_q(state, k_update, batch, dyna.plan_epochs, dyna.plan_minibatches)
@@ -198,6 +199,7 @@ class Trainer(eqx.Module):
             "imagined_mean_q": jnp.where(active, mean_q, nan),
             "imagined_termination_rate": jnp.mean(imagined.terminated & imagined.alive),
             "imagined_alive_fraction": jnp.mean(imagined.alive),
+            "imagined_trusted_fraction": jnp.mean(imagined.alive & imagined.trusted),
         }
 
     def update_step(self, state: TrainState) -> tuple[TrainState, Metrics]:

@@ -118,3 +118,23 @@ def test_ensemble_members_differ_and_shapes_are_checked():
     model = DynamicsModel((10, 10, 4), 3, 16, key=jax.random.PRNGKey(0))
     with pytest.raises(TypeCheckError):
         model(jnp.zeros((5, 10, 10, 4)), jnp.zeros(5))  # float actions
+
+
+def test_untrusted_imagined_steps_carry_no_weight_and_cut_the_trace():
+    from pdqn.planning import ImaginedRollout
+
+    col = lambda *v: jnp.asarray(v)[:, None]  # noqa: E731  (H=3 steps, 1 rollout)
+    rollout = ImaginedRollout(
+        obs=jnp.zeros((3, 1, 3, 3, 1)),
+        action=jnp.zeros((3, 1), jnp.int32),
+        reward=col(1.0, 1.0, 1.0),
+        terminated=col(False, False, False),
+        alive=col(True, True, True),
+        trusted=col(True, True, False),
+        q_next_max=col(10.0, 20.0, 30.0),
+    )
+    batch = imagined_batch(rollout, gamma=0.9, td_lambda=0.5)
+    g1 = 1 + 0.9 * 20.0  # bootstraps from its own (trusted) prediction; no trace into step 2
+    g0 = 1 + 0.9 * (0.5 * 10.0 + 0.5 * g1)
+    np.testing.assert_allclose(batch.target[:2], [g0, g1], rtol=1e-6)
+    np.testing.assert_array_equal(batch.weight, [1.0, 1.0, 0.0])
