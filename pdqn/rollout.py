@@ -52,7 +52,8 @@ def collect(env: VecEnv, state: TrainState, epsilon: Float[Array, ""], num_steps
         action = epsilon_greedy(k_act, q, epsilon)
         out, env_state, stats = env.step(k_env, env_state, stats, action)
         q_next = q_net(out.obs)
-        # Only a truncated step needs Q of its pre-reset observation; skip that pass when none did.
+        # Only a truncated step needs Q of its pre-reset observation; skip that pass when none did
+        # (under a vmap over seeds the predicate is batched and both branches run).
         q_final = jax.lax.cond(
             jnp.any(out.truncated), lambda: q_net(out.final_obs), lambda: q_next
         )
