@@ -138,3 +138,17 @@ def test_untrusted_imagined_steps_carry_no_weight_and_cut_the_trace():
     g0 = 1 + 0.9 * (0.5 * 10.0 + 0.5 * g1)
     np.testing.assert_allclose(batch.target[:2], [g0, g1], rtol=1e-6)
     np.testing.assert_array_equal(batch.weight, [1.0, 1.0, 0.0])
+
+
+def test_ensemble_sampled_binarisation_and_planning_epsilon_run():
+    config = tiny_config(
+        alg="pdqn",
+        log_every=2,
+        dyna=dict(ensemble_size=2, binarize="sample", use_plan_eps=True, plan_eps_start=0.5, max_cell_uncertainty=0.4),
+    )
+    trainer = Trainer(config)
+    states, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(2))
+    assert jax.tree.leaves(states.model)[0].shape[:2] == (1, 2)  # seeds x members
+    for name in ("td_loss", "model_loss", "imagined_td_loss", "imagined_trusted_fraction"):
+        assert np.all(np.isfinite(np.asarray(metrics[name]))), name
+    assert float(trainer.plan_epsilon(jnp.asarray(0))) == 0.5
