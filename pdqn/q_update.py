@@ -58,9 +58,14 @@ def sgd_epochs(
     def step(carry, minibatch):
         params, opt_state = carry
         (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(params, minibatch)
-        updates, opt_state = optimiser.update(grads, opt_state, eqx.filter(params, eqx.is_array))
+        updates, new_opt_state = optimiser.update(grads, opt_state, eqx.filter(params, eqx.is_array))
         updates = jax.tree.map(lambda u: -learning_rate * u, updates)
-        return (eqx.apply_updates(params, updates), opt_state), (loss, aux)
+        # A minibatch with no signal (all weights zero) must not move the optimiser: Adam-style
+        # momentum would otherwise keep stepping on a zero gradient.
+        live = optax.tree.norm(grads) > 0
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(live, a, b), new, old)  # noqa: E731
+        params = keep(eqx.apply_updates(params, updates), params)
+        return (params, keep(new_opt_state, opt_state)), (loss, aux)
 
     def epoch(carry, key):
         return jax.lax.scan(step, carry, minibatches(key, data, num_minibatches))

@@ -1,0 +1,42 @@
+"""The shared minibatch update: weighted TD loss and optimiser behaviour."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdqn.networks import QNetwork
+from pdqn.q_update import QBatch, q_optimiser, sgd_epochs, td_loss
+
+
+def batch(weight: float) -> QBatch:
+    key = jax.random.PRNGKey(0)
+    return QBatch(
+        obs=jax.random.bernoulli(key, 0.3, (16, 5, 5, 2)).astype(jnp.float32),
+        action=jnp.arange(16) % 3,
+        target=jnp.linspace(-1.0, 1.0, 16),
+        weight=jnp.full(16, weight),
+    )
+
+
+def test_weighted_td_loss_ignores_zero_weight_rows():
+    net = QNetwork((5, 5, 2), 3, key=jax.random.PRNGKey(1))
+    full = batch(1.0)
+    half = QBatch(obs=full.obs, action=full.action, target=full.target, weight=(jnp.arange(16) < 8).astype(jnp.float32))
+    first = QBatch(obs=full.obs[:8], action=full.action[:8], target=full.target[:8], weight=jnp.ones(8))
+    np.testing.assert_allclose(td_loss(net, half)[0], td_loss(net, first)[0], rtol=1e-6)
+    q_sa = net(full.obs)[jnp.arange(16), full.action]
+    np.testing.assert_allclose(td_loss(net, full)[0], 0.5 * jnp.mean((q_sa - full.target) ** 2), rtol=1e-6)
+
+
+def test_minibatches_without_weight_leave_network_and_optimiser_unchanged():
+    net = QNetwork((5, 5, 2), 3, key=jax.random.PRNGKey(1))
+    optimiser = q_optimiser(10.0)
+    opt_state = optimiser.init(net)
+    key = jax.random.PRNGKey(2)
+    # One real step first, so that Adam's momentum is non-zero.
+    net, opt_state, _ = sgd_epochs(td_loss, optimiser, jnp.asarray(1e-2), net, opt_state, key, batch(1.0), 1, 1)
+    after, after_state, _ = sgd_epochs(td_loss, optimiser, jnp.asarray(1e-2), net, opt_state, key, batch(0.0), 2, 2)
+    for a, b in zip(jax.tree.leaves((net, opt_state)), jax.tree.leaves((after, after_state))):
+        np.testing.assert_array_equal(a, b)
+    moved, _, _ = sgd_epochs(td_loss, optimiser, jnp.asarray(1e-2), net, opt_state, key, batch(1.0), 1, 2)
+    assert not all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(net), jax.tree.leaves(moved)))
