@@ -7,18 +7,23 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
+from pdqn import checkpoint
 from pdqn.config import Config
+from pdqn.devices import is_primary, seed_placement, to_host
 from pdqn.state import TrainState
 from pdqn.train import Trainer, compiled
 
@@ -58,8 +63,16 @@ def prepare_run_dir(path: Path) -> Path:
     """Create the run directory; refuse one that already holds a run's outputs."""
     if path.exists() and not path.is_dir():
         raise RunDirError(f"run dir {path} exists and is not a directory")
-    if (path / METRICS_FILE).exists() or (path / SUMMARY_FILE).exists():
-        raise RunDirError(f"run dir {path} already holds a run; choose another --run-dir")
+    if (path / SUMMARY_FILE).exists():
+        raise RunDirError(f"run dir {path} already holds a finished run; choose another --run-dir")
+    if any((path / name).exists() for name in (METRICS_FILE, checkpoint.CONFIG_FILE, checkpoint.CHECKPOINT_DIR)):
+        raise RunDirError(f"run dir {path} already holds a run; continue it with --resume {path} or choose another --run-dir")
+    check_writable(path)
+    return path
+
+
+def check_writable(path: Path) -> None:
+    """Create ``path`` if needed and prove a file can be written in it."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -67,7 +80,6 @@ def prepare_run_dir(path: Path) -> Path:
         probe.unlink()
     except OSError as err:
         raise RunDirError(f"run dir {path} is not writable: {err.strerror}") from None
-    return path
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -134,7 +146,7 @@ def progress_line(
 class SafeHooks:
     """Calls each hook, dropping (with one message) any hook that raises."""
 
-    def __init__(self, hooks: Sequence[RunHooks], log: TextIO):
+    def __init__(self, hooks: Sequence[RunHooks], log: Any):
         self.hooks = list(hooks)
         self.log = log
 
@@ -151,22 +163,183 @@ class SafeHooks:
                     pass
 
 
+class NonFiniteError(RuntimeError):
+    """A loss or parameter became NaN/inf; the run stopped after keeping its last good checkpoint."""
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was saved between chunks before stopping."""
+
+    def __init__(self, signum: int, update: int):
+        self.signum = signum
+        self.update = update
+        super().__init__(f"stopped by {signal.Signals(signum).name} after update {update}; checkpoint saved")
+
+
+LOSS_COLUMNS = ("td_loss", "mean_q")
+MODEL_LOSS_COLUMNS = ("model_loss",)
+PLANNING_LOSS_COLUMNS = ("imagined_td_loss", "imagined_mean_q")
+
+
 def run(
-    config: Config, run_dir: Path, log: TextIO = sys.stderr, hooks: Sequence[RunHooks] = ()
+    config: Config,
+    run_dir: Path,
+    log: Any = sys.stderr,
+    hooks: Sequence[RunHooks] = (),
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train ``config`` to completion, writing ``metrics.parquet`` and ``summary.json`` to ``run_dir``."""
+    """Train ``config`` to completion, writing ``metrics.parquet`` and ``summary.json`` to ``run_dir``.
+
+    With ``resume`` the run continues from the newest checkpoint in ``run_dir`` (metric rows
+    beyond it are dropped) and ends exactly as an uninterrupted run would.
+    """
     observers = SafeHooks(hooks, log)
     try:
-        return _run(config, run_dir, log, observers)
+        return _run(config, run_dir, log, observers, resume)
     finally:
         observers.call("close")
 
 
-def _run(config: Config, run_dir: Path, log: TextIO, hooks: SafeHooks) -> dict[str, Any]:
+@dataclasses.dataclass
+class Progress:
+    """Host-side state of a run between chunks (saved in each checkpoint's metadata)."""
+
+    done: int = 0
+    frames: list[pl.DataFrame] = dataclasses.field(default_factory=list)
+    last_eval: list[list[float]] | None = None
+    update_seconds: float = 0.0
+    train_seconds: float = 0.0
+    checkpointed: int = -1
+    """Update count of the newest checkpoint on disk (-1: none)."""
+
+    @property
+    def rows(self) -> int:
+        return sum(frame.height for frame in self.frames)
+
+    @property
+    def last_target(self) -> float:
+        return float(np.mean(self.last_eval)) if self.last_eval is not None else float("nan")
+
+    def meta(self, train_seconds: float) -> dict[str, Any]:
+        return {
+            "update": self.done,
+            "rows": self.rows,
+            "last_eval": self.last_eval,
+            "update_seconds": self.update_seconds,
+            "train_seconds": train_seconds,
+        }
+
+
+class StopSignals:
+    """Turn the first SIGINT/SIGTERM into a flag checked between chunks; a second one acts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        signal.signal(signum, self.previous.get(signum, signal.SIG_DFL))
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def initial_eval_key(config: Config) -> jax.Array:
+    return jax.random.PRNGKey(config.seed + 1_000_003)
+
+
+def restore(config: Config, run_dir: Path, states: TrainState, eval_key: jax.Array, log: Any):
+    """Load the newest checkpoint and the metric rows it covers (later rows are dropped from disk)."""
+    like = {"states": states, "eval_key": eval_key}
+    ckpt = checkpoint.load_latest(run_dir, config, like)
+    meta = ckpt.meta
+    progress = Progress(
+        done=ckpt.update,
+        last_eval=meta.get("last_eval"),
+        update_seconds=float(meta.get("update_seconds", 0.0)),
+        train_seconds=float(meta.get("train_seconds", 0.0)),
+        checkpointed=ckpt.update,
+    )
+    if meta["rows"]:
+        path = run_dir / METRICS_FILE
+        try:
+            rows = pl.read_parquet(path)
+        except Exception as err:
+            raise checkpoint.CheckpointError(f"{path} is missing or unreadable ({type(err).__name__})") from None
+        kept = rows.filter(pl.col("update") <= ckpt.update)
+        if kept.height != meta["rows"]:
+            raise checkpoint.CheckpointError(
+                f"{path} holds {kept.height} rows up to update {ckpt.update}, the checkpoint expects {meta['rows']}"
+            )
+        if kept.height != rows.height:
+            write_atomic(path, kept.write_parquet)
+        progress.frames.append(kept)
+    print(f"[{config.alg} {config.env}] resuming from update {ckpt.update}/{config.num_updates}", file=log, flush=True)
+    return ckpt.states, ckpt.eval_key, progress
+
+
+def checkpoint_due(config: Config, before: int, after: int) -> bool:
+    """A checkpoint every ``checkpoint.every`` updates (0: at each evaluation point) and at the end."""
+    every = config.checkpoint.every or config.eval_interval
+    return after // every > before // every or after == config.num_updates
+
+
+def non_finite(config: Config, metrics: dict[str, np.ndarray], n: int, first_update: int) -> str | None:
+    """Describe the earliest NaN/inf loss-type metric of a chunk (None when all are finite)."""
+    columns = list(LOSS_COLUMNS)
+    if config.planning:
+        columns += list(MODEL_LOSS_COLUMNS) + list(PLANNING_LOSS_COLUMNS)
+    worst: tuple[int, int, str] | None = None
+    for name in columns:
+        if name not in metrics:
+            continue
+        values = metrics[name][:, :n]
+        bad = ~np.isfinite(values)
+        if name in PLANNING_LOSS_COLUMNS and "planning_active" in metrics:
+            bad &= metrics["planning_active"][:, :n] > 0.5
+        if bad.any():
+            seed_index, step = np.argwhere(bad)[np.argmin(np.argwhere(bad)[:, 1])]
+            candidate = (int(step), int(seed_index), name)
+            worst = candidate if worst is None or candidate[0] < worst[0] else worst
+    if worst is None:
+        return None
+    step, seed_index, name = worst
+    return f"{name} at update {first_update + step + 1} (seed {config.seed + seed_index})"
+
+
+@eqx.filter_jit
+def all_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def params_finite(states: TrainState) -> bool:
+    return bool(all_finite((states.q_net, states.model)))
+
+
+def _run(config: Config, run_dir: Path, log: Any, hooks: SafeHooks, resume: bool) -> dict[str, Any]:
     trainer = Trainer(config)
     seeds = [config.seed + i for i in range(config.num_seeds)]
     states: TrainState = trainer.init_seeds()
-    eval_key = jax.random.PRNGKey(config.seed + 1_000_003)
+    eval_key = initial_eval_key(config)
+    if resume:
+        states, eval_key, progress = restore(config, run_dir, states, eval_key, log)
+    else:
+        progress = Progress()
+        if is_primary():
+            checkpoint.write_config(run_dir, config)
+    placement = seed_placement(config.num_seeds, log)
+    states = placement.put(states)
 
     chunk, chunk_seconds = compiled(trainer.run_chunk, states, jnp.asarray(1, jnp.int32))
     evaluate, eval_seconds = compiled(trainer.evaluate, states, eval_key)
@@ -174,45 +347,73 @@ def _run(config: Config, run_dir: Path, log: TextIO, hooks: SafeHooks) -> dict[s
     print(f"[{config.alg} {config.env}] compiled in {compile_seconds:.1f}s", file=log, flush=True)
     hooks.call("start", config, run_dir, seeds)
 
-    frames: list[pl.DataFrame] = []
-    target_returns: list[np.ndarray] = []
-    last_target = float("nan")
-    done = 0
-    update_seconds = 0.0
-    start = time.perf_counter()
-    while done < config.num_updates:
-        next_eval = min((done // config.eval_interval + 1) * config.eval_interval, config.num_updates)
-        n = min(config.chunk_size, next_eval - done)
-        tick = time.perf_counter()
-        states, metrics = chunk(states, jnp.asarray(n, jnp.int32))
-        host_metrics = {k: np.asarray(v) for k, v in metrics.items()}
-        update_seconds += time.perf_counter() - tick
-        frame = metric_rows(host_metrics, n, done, seeds).with_columns(target_return=pl.lit(float("nan")))
-        done += n
-        if done == next_eval:
-            eval_key, key = jax.random.split(eval_key)
-            returns = np.asarray(evaluate(states, key))
-            target_returns.append(returns)
-            last_target = float(returns.mean())
-            seed_means = pl.DataFrame({"seed": seeds, "update": [done] * len(seeds), "_t": returns.mean(axis=1)})
-            frame = (
-                frame.join(seed_means, on=["seed", "update"], how="left")
-                .with_columns(target_return=pl.coalesce("_t", "target_return"))
-                .drop("_t")
-            )
-        frames.append(frame)
-        hooks.call("log", frame)
-        all_rows = pl.concat(frames, how="diagonal_relaxed")
-        write_atomic(run_dir / METRICS_FILE, all_rows.write_parquet)
-        steps_per_second = done * config.env_steps_per_update * config.num_seeds / max(update_seconds, 1e-9)
-        print(progress_line(config, all_rows, done, steps_per_second, last_target), file=log, flush=True)
-    train_seconds = time.perf_counter() - start
+    def save(at_states: TrainState, at_key: jax.Array) -> None:
+        if is_primary():
+            meta = progress.meta(progress.train_seconds + time.perf_counter() - start)
+            checkpoint.save_checkpoint(run_dir, config, at_states, at_key, meta)
+        progress.checkpointed = progress.done
 
-    all_rows = pl.concat(frames, how="diagonal_relaxed")
-    summary = summarise(config, all_rows, target_returns[-1], compile_seconds, train_seconds, update_seconds)
-    write_atomic(run_dir / SUMMARY_FILE, lambda p: p.write_text(json.dumps(summary, indent=2)))
+    start = time.perf_counter()
+    with StopSignals() as stop:
+        while progress.done < config.num_updates:
+            done = progress.done
+            next_eval = min((done // config.eval_interval + 1) * config.eval_interval, config.num_updates)
+            n = min(config.chunk_size, next_eval - done)
+            tick = time.perf_counter()
+            new_states, metrics = chunk(states, jnp.asarray(n, jnp.int32))
+            host_metrics = {k: to_host(v) for k, v in metrics.items()}
+            progress.update_seconds += time.perf_counter() - tick
+            problem = non_finite(config, host_metrics, n, done)
+            if problem is None and not params_finite(new_states):
+                problem = f"network parameters after updates {done + 1}-{done + n}"
+            if problem is not None:
+                if progress.checkpointed != done:
+                    save(states, eval_key)
+                raise NonFiniteError(
+                    f"non-finite {problem}; stopped, last good checkpoint at update {done} in "
+                    f"{checkpoint.checkpoint_dir(run_dir)}"
+                )
+            states = placement.put(new_states)
+            frame = metric_rows(host_metrics, n, done, seeds).with_columns(target_return=pl.lit(float("nan")))
+            progress.done = done = done + n
+            if done == next_eval:
+                eval_key, key = jax.random.split(eval_key)
+                returns = to_host(evaluate(states, key))
+                progress.last_eval = returns.astype(np.float64).tolist()
+                frame = with_target_returns(frame, seeds, done, returns)
+            progress.frames.append(frame)
+            hooks.call("log", frame)
+            all_rows = pl.concat(progress.frames, how="diagonal_relaxed")
+            if is_primary():
+                write_atomic(run_dir / METRICS_FILE, all_rows.write_parquet)
+            if checkpoint_due(config, done - n, done) or stop.received is not None:
+                save(states, eval_key)
+            if stop.received is not None:
+                raise Interrupted(stop.received, done)
+            steps_per_second = done * config.env_steps_per_update * config.num_seeds / max(progress.update_seconds, 1e-9)
+            print(progress_line(config, all_rows, done, steps_per_second, progress.last_target), file=log, flush=True)
+    if progress.checkpointed != progress.done:  # resumed from a final checkpoint whose outputs were lost
+        save(states, eval_key)
+    train_seconds = progress.train_seconds + time.perf_counter() - start
+
+    all_rows = pl.concat(progress.frames, how="diagonal_relaxed")
+    final_eval = np.asarray(progress.last_eval, np.float64)
+    summary = summarise(config, all_rows, final_eval, compile_seconds, train_seconds, progress.update_seconds)
+    if is_primary():
+        checkpoint.save_policy(run_dir, config, states)
+        write_atomic(run_dir / SUMMARY_FILE, lambda p: p.write_text(json.dumps(summary, indent=2)))
     hooks.call("finish", summary)
     return summary
+
+
+def with_target_returns(frame: pl.DataFrame, seeds: list[int], update: int, returns: np.ndarray) -> pl.DataFrame:
+    """Fill ``target_return`` (each seed's mean greedy return) in the rows of ``update``."""
+    seed_means = pl.DataFrame({"seed": seeds, "update": [update] * len(seeds), "_t": returns.mean(axis=1)})
+    return (
+        frame.join(seed_means, on=["seed", "update"], how="left")
+        .with_columns(target_return=pl.coalesce("_t", "target_return"))
+        .drop("_t")
+    )
 
 
 def summarise(

@@ -1,24 +1,92 @@
-"""Train PQN or PDQN on a MinAtar game: ``python -m pdqn.experiments.minatar --alg pqn --env breakout``."""
+"""Train PQN or PDQN on a MinAtar game: ``python -m pdqn.experiments.minatar --alg pqn --env breakout``.
+
+``python -m pdqn.experiments.minatar --resume RUN_DIR`` continues a run from its newest
+checkpoint with the config saved in RUN_DIR (no other flags are accepted with it).
+
+Exit codes: 0 done; 2 bad input (flags, run directory, checkpoint); 3 a loss or parameter
+became NaN/inf (the last good checkpoint is kept); 130/143 stopped by SIGINT/SIGTERM after
+saving a checkpoint.
+"""
 
 import sys
 from pathlib import Path
 
+from pdqn.checkpoint import CheckpointError, read_config, verify_latest
 from pdqn.cli import fail, parse
 from pdqn.config import Config
-from pdqn.runner import RunDirError, default_run_dir, prepare_run_dir, run
+from pdqn.devices import maybe_initialize_distributed
+from pdqn.runner import (
+    SUMMARY_FILE,
+    Interrupted,
+    NonFiniteError,
+    RunDirError,
+    check_writable,
+    default_run_dir,
+    prepare_run_dir,
+    run,
+)
 from pdqn.tracking import make_hooks
+
+NON_FINITE_EXIT = 3
+
+
+def resume_dir(args: list[str]) -> Path | None:
+    """The run directory of ``--resume RUN_DIR`` (or ``--resume=RUN_DIR``); None without --resume."""
+    flags = [a for a in args if a == "--resume" or a.startswith("--resume=")]
+    if not flags:
+        return None
+    if args[0].startswith("--resume="):
+        rest, path = args[1:], args[0].split("=", 1)[1]
+    elif args[0] == "--resume" and len(args) >= 2:
+        rest, path = args[2:], args[1]
+    else:
+        rest, path = args, ""
+    if rest or not path or len(flags) > 1:
+        fail("--resume takes one run directory and no other flags (the run's saved config is used)")
+    return Path(path)
+
+
+def load_resume(run_dir: Path) -> Config:
+    if not run_dir.is_dir():
+        fail(f"cannot resume {run_dir}: not a run directory")
+    if (run_dir / SUMMARY_FILE).exists():
+        fail(f"cannot resume {run_dir}: the run has already finished")
+    try:
+        config = read_config(run_dir)
+        verify_latest(run_dir, config)
+        check_writable(run_dir)
+    except (CheckpointError, RunDirError) as err:
+        fail(str(err))
+    return config
 
 
 def main(args: list[str] | None = None) -> int:
-    config = parse(Config, args, description=__doc__)
+    argv = sys.argv[1:] if args is None else list(args)
+    resume = resume_dir(argv)
+    if resume is not None:
+        run_dir = resume
+        config = load_resume(run_dir)
+    else:
+        config = parse(Config, argv, description=__doc__)
+        try:
+            run_dir = prepare_run_dir(Path(config.run_dir) if config.run_dir else default_run_dir(config))
+        except RunDirError as err:
+            fail(str(err))
+    maybe_initialize_distributed(sys.stderr)
+    tag = f"[{config.alg} {config.env}]"
+    print(f"{tag} {'resuming' if resume else 'writing to'} {run_dir}", file=sys.stderr, flush=True)
     try:
-        run_dir = prepare_run_dir(Path(config.run_dir) if config.run_dir else default_run_dir(config))
-    except RunDirError as err:
+        summary = run(config, run_dir, hooks=make_hooks(config), resume=resume is not None)
+    except (CheckpointError, RunDirError) as err:
         fail(str(err))
-    print(f"[{config.alg} {config.env}] writing to {run_dir}", file=sys.stderr, flush=True)
-    summary = run(config, run_dir, hooks=make_hooks(config))
+    except NonFiniteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return NON_FINITE_EXIT
+    except Interrupted as err:
+        print(f"{tag} {err}; continue with: python -m pdqn.experiments.minatar --resume {run_dir}", file=sys.stderr)
+        return 128 + err.signum
     print(
-        f"[{config.alg} {config.env}] done: greedy {summary['final_target_return']}, "
+        f"{tag} done: greedy {summary['final_target_return']}, "
         f"behaviour {summary['final_behaviour_return']}, {summary['steps_per_second']:,.0f} steps/s",
         file=sys.stderr,
     )

@@ -1,0 +1,157 @@
+"""Greedy returns of a saved policy: ``python -m pdqn.experiments.evaluate RUN_DIR [--episodes N] [--minatar]``.
+
+Loads RUN_DIR/policy.eqx (written at the end of training) and plays N complete greedy
+episodes on gymnax and, with ``--minatar``, on the original MinAtar implementation (NumPy,
+sticky actions) to check that the policy transfers. Prints JSON to stdout.
+
+Gymnax and MinAtar agree on the observation channels of every game (same order, e.g. breakout
+paddle/ball/trail/brick) and gymnax's minimal action indices map to MinAtar's action codes
+through ``Environment.minimal_action_set()``. MinAtar has no episode time limit; episodes are
+cut at gymnax's ``max_steps_in_episode`` (``--max-steps``) and the cut ones are counted.
+"""
+
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tyro
+
+from pdqn.cli import fail, parse
+from pdqn.config import ConfigError
+
+MINATAR_NAMES = {
+    "asterix": "asterix",
+    "breakout": "breakout",
+    "freeway": "freeway",
+    "space_invaders": "space_invaders",
+    "seaquest": "seaquest",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalArgs:
+    """Evaluate a saved greedy policy on gymnax (and optionally the original MinAtar)."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory holding policy.eqx and policy.json."""
+    episodes: int = 100
+    """Complete greedy episodes per implementation."""
+    seed_index: int = 0
+    """Which of the run's seeds (0-based index into its seeds) to evaluate."""
+    minatar: bool = False
+    """Also evaluate on the original MinAtar implementation (pip package ``minatar``)."""
+    sticky: float = 0.1
+    """MinAtar's sticky-action probability."""
+    seed: int = 0
+    """Seed of the evaluation episodes."""
+    max_steps: int = 0
+    """MinAtar episode step limit (0 = gymnax's max_steps_in_episode for the game)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.episodes, int) or self.episodes < 1:
+            raise ConfigError(f"episodes={self.episodes!r} is invalid: must be a positive integer (>= 1)")
+        if not isinstance(self.seed_index, int) or self.seed_index < 0:
+            raise ConfigError(f"seed_index={self.seed_index!r} is invalid: must be a non-negative integer")
+        if not (math.isfinite(self.sticky) and 0.0 <= self.sticky <= 1.0):
+            raise ConfigError(f"sticky={self.sticky!r} is invalid: must be in [0, 1]")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
+            raise ConfigError(f"seed={self.seed!r} is invalid: must be an integer in [0, 2**31)")
+        if not isinstance(self.max_steps, int) or self.max_steps < 0:
+            raise ConfigError(f"max_steps={self.max_steps!r} is invalid: must be a non-negative integer")
+
+
+def summary(returns: np.ndarray) -> dict[str, Any]:
+    returns = np.asarray(returns, np.float64)
+    stderr = float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else float("nan")
+    return {"mean": float(returns.mean()), "stderr": stderr, "episodes": returns.tolist()}
+
+
+def evaluate_gymnax(env_name: str, q_net: Any, episodes: int, seed: int) -> np.ndarray:
+    """One greedy episode in each of ``episodes`` vectorised gymnax environments."""
+    import equinox as eqx
+    import jax
+
+    from pdqn.envs import make_env
+    from pdqn.evaluation import evaluate_greedy
+
+    env = make_env(env_name, episodes)
+    returns = eqx.filter_jit(evaluate_greedy)(env, q_net, jax.random.PRNGKey(seed))
+    return np.asarray(returns)
+
+
+def minatar_environment(env_name: str, sticky: float, seed: int) -> Any:
+    from minatar import Environment
+
+    env = Environment(MINATAR_NAMES[env_name], sticky_action_prob=sticky)
+    env.seed(seed)
+    return env
+
+
+def evaluate_minatar(
+    env_name: str, q_net: Any, episodes: int, seed: int, sticky: float, max_steps: int
+) -> tuple[np.ndarray, int]:
+    """Greedy episodes on the original MinAtar; returns the returns and how many hit ``max_steps``."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    env = minatar_environment(env_name, sticky, seed)
+    actions = list(env.minimal_action_set())
+    act = eqx.filter_jit(lambda net, obs: jnp.argmax(net(obs[None].astype(jnp.float32)), axis=-1)[0])
+    returns, cut = [], 0
+    for _ in range(episodes):
+        env.reset()
+        total, steps, terminal = 0.0, 0, False
+        while not terminal and steps < max_steps:
+            action = int(act(q_net, jnp.asarray(env.state())))
+            reward, terminal = env.act(actions[action])
+            total += float(reward)
+            steps += 1
+        cut += not terminal
+        returns.append(total)
+    return np.asarray(returns), cut
+
+
+def main(args: list[str] | None = None) -> int:
+    options = parse(EvalArgs, args, description=__doc__)
+    from pdqn.checkpoint import CheckpointError, load_policy, select_seed
+    from pdqn.envs import make_env
+
+    try:
+        config, policy = load_policy(options.run_dir)
+    except CheckpointError as err:
+        fail(str(err))
+    if options.seed_index >= config.num_seeds:
+        fail(f"seed_index={options.seed_index} is invalid: the run has {config.num_seeds} seed(s)")
+    q_net = select_seed(policy["q_net"], options.seed_index)
+    result: dict[str, Any] = {
+        "run_dir": str(options.run_dir),
+        "alg": config.alg,
+        "env": config.env,
+        "seed_index": options.seed_index,
+        "training_seed": config.seed + options.seed_index,
+        "gymnax": summary(evaluate_gymnax(config.env, q_net, options.episodes, options.seed)),
+    }
+    if options.minatar:
+        try:
+            import minatar  # noqa: F401
+        except ImportError:
+            fail("--minatar needs the minatar package: pip install minatar")
+        max_steps = options.max_steps or make_env(config.env, 1).max_episode_steps
+        returns, cut = evaluate_minatar(config.env, q_net, options.episodes, options.seed, options.sticky, max_steps)
+        result["minatar"] = {
+            **summary(returns),
+            "sticky_action_prob": options.sticky,
+            "max_steps": max_steps,
+            "episodes_cut_at_max_steps": cut,
+        }
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

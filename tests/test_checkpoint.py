@@ -1,0 +1,194 @@
+"""Checkpoint files: round trip, pruning, and every way a checkpoint or run dir can be bad."""
+
+import io
+import json
+import subprocess
+import sys
+from contextlib import redirect_stderr
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from pdqn import checkpoint
+from pdqn.checkpoint import CheckpointError
+from pdqn.experiments import minatar
+from pdqn.runner import initial_eval_key
+from pdqn.train import Trainer
+from tests.conftest import REPO, cli_env, tiny_config
+
+
+def progress(update: int, rows: int = 0) -> dict:
+    return {"update": update, "rows": rows, "last_eval": None, "update_seconds": 0.0, "train_seconds": 0.0}
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A run dir with config.json and three checkpoints (keep=2) of a tiny PDQN config."""
+    run_dir = tmp_path_factory.mktemp("ckpt")
+    config = tiny_config(alg="pdqn", num_seeds=2, run_dir=run_dir)
+    states = Trainer(config).init_seeds()
+    checkpoint.write_config(run_dir, config)
+    for update in (1, 2, 3):
+        checkpoint.save_checkpoint(run_dir, config, states, initial_eval_key(config), progress(update))
+    return run_dir, config, states
+
+
+def like(config):
+    return {"states": Trainer(config).init_seeds(), "eval_key": initial_eval_key(config)}
+
+
+def leaves_equal(a, b) -> bool:
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+
+
+def test_round_trip_and_pruning(saved):
+    run_dir, config, states = saved
+    assert [u for u, _ in checkpoint.list_checkpoints(run_dir)] == [2, 3]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "ckpt-00000002.eqx", "ckpt-00000002.json", "ckpt-00000003.eqx", "ckpt-00000003.json",
+    ]
+    ckpt = checkpoint.load_latest(run_dir, config, like(config))
+    assert ckpt.update == 3 and ckpt.meta["format_version"] == checkpoint.FORMAT_VERSION
+    assert leaves_equal(ckpt.states, states)
+    assert checkpoint.read_config(run_dir) == config
+
+
+def corrupt_copy(saved, tmp_path, edit):
+    import shutil
+
+    run_dir, config, _ = saved
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    edit(copy / "checkpoints")
+    return copy, config
+
+
+def flip_byte(folder: Path) -> None:
+    path = folder / "ckpt-00000003.eqx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(folder: Path) -> None:
+    path = folder / "ckpt-00000003.eqx"
+    path.write_bytes(path.read_bytes()[:100])
+    meta = json.loads((folder / "ckpt-00000003.json").read_text())
+    import hashlib
+
+    meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()  # pass the checksum, fail the parse
+    (folder / "ckpt-00000003.json").write_text(json.dumps(meta))
+
+
+def edit_meta(key, value):
+    def edit(folder: Path) -> None:
+        meta = json.loads((folder / "ckpt-00000003.json").read_text())
+        meta[key] = value
+        (folder / "ckpt-00000003.json").write_text(json.dumps(meta))
+
+    return edit
+
+
+def other_config(folder: Path) -> None:
+    meta = json.loads((folder / "ckpt-00000003.json").read_text())
+    meta["config"]["pqn"]["lr"] = 1.0
+    (folder / "ckpt-00000003.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    "edit, mentions",
+    [
+        (flip_byte, "checksum"),
+        (truncate, "corrupted"),
+        (edit_meta("format_version", 99), "format version 99"),
+        (other_config, "another config"),
+        (lambda f: (f / "ckpt-00000003.json").write_text("{not json"), "corrupted"),
+        (lambda f: (f / "ckpt-00000003.eqx").unlink(), "unreadable"),
+        (edit_meta("rows", -1), "rows"),
+        (lambda f: [p.unlink() for p in f.iterdir()], "no checkpoint"),
+    ],
+    ids=["bitflip", "truncated", "version", "config", "bad-json", "missing-eqx", "bad-rows", "none"],
+)
+def test_bad_checkpoints_raise_checkpoint_error(saved, tmp_path, edit, mentions):
+    copy, config = corrupt_copy(saved, tmp_path, edit)
+    with pytest.raises(CheckpointError, match=mentions):
+        checkpoint.load_latest(copy, config, like(config))
+
+
+def test_shape_mismatch_is_reported(saved):
+    run_dir, config, _ = saved
+    bigger = tiny_config(alg="pdqn", num_seeds=2, run_dir=run_dir, pqn=dict(hidden_size=64))
+    path = checkpoint.list_checkpoints(run_dir)[-1][1]
+    data = path.with_suffix(".eqx").read_bytes()
+    with pytest.raises(CheckpointError, match="does not match this config"):
+        checkpoint._deserialise(data, like(bigger), "checkpoint")
+
+
+def run_main(args):
+    err = io.StringIO()
+    with redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+        minatar.main(args)
+    return exit_.value.code, err.getvalue()
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["bitflip", "version", "config-json", "no-config", "missing-dir", "extra-flags", "finished", "no-dir-arg"],
+)
+def test_resume_bad_input_is_one_line_exit_2_and_changes_nothing(saved, tmp_path, case):
+    run_dir, config, _ = saved
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    args = ["--resume", str(copy)]
+    if case == "bitflip":
+        flip_byte(copy / "checkpoints")
+    elif case == "version":
+        edit_meta("format_version", 0)(copy / "checkpoints")
+    elif case == "config-json":
+        (copy / "config.json").write_text('{"alg": "pqn", "pqn": {"lr": -1}}')
+    elif case == "no-config":
+        (copy / "config.json").unlink()
+    elif case == "missing-dir":
+        args = ["--resume", str(tmp_path / "nothing")]
+    elif case == "extra-flags":
+        args = ["--resume", str(copy), "--seed", "3"]
+    elif case == "finished":
+        (copy / "summary.json").write_text("{}")
+    elif case == "no-dir-arg":
+        args = ["--resume"]
+    before = snapshot(copy)
+    code, err = run_main(args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert snapshot(copy) == before
+
+
+def test_new_run_refuses_a_dir_with_checkpoints(saved):
+    run_dir, _, _ = saved
+    before = snapshot(run_dir)
+    code, err = run_main(["--run-dir", str(run_dir), "--track.off"])
+    assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
+    assert snapshot(run_dir) == before
+
+
+def test_unwritable_run_dir_cli(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("precious")
+    result = subprocess.run(
+        [sys.executable, "-m", "pdqn.experiments.minatar", "--run-dir", str(blocker / "sub"), "--track.off"],
+        capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "not writable" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and blocker.read_text() == "precious"

@@ -1,0 +1,97 @@
+"""Saved policies: evaluate on gymnax and on the original MinAtar; gymnax and MinAtar agree on
+observation channels and minimal action sets."""
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import gymnax
+import jax
+import numpy as np
+import pytest
+
+from pdqn import checkpoint
+from pdqn.envs import GYMNAX_IDS
+from pdqn.experiments import evaluate
+from pdqn.runner import run
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("policy")
+    run(tiny_config(alg="pdqn", num_seeds=2), run_dir, log=io.StringIO())
+    return run_dir
+
+
+def call(*args):
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = evaluate.main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_policy_holds_q_networks_and_models(trained):
+    config, policy = checkpoint.load_policy(trained)
+    assert config.alg == "pdqn" and config.num_seeds == 2
+    assert policy["model"] is not None
+    assert jax.tree.leaves(policy["q_net"])[0].shape[0] == 2
+
+
+def test_evaluate_reports_gymnax_and_minatar_returns(trained):
+    code, out, err = call(str(trained), "--episodes", "3", "--seed-index", "1", "--minatar")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["env"] == "breakout" and result["training_seed"] == 1
+    for impl in ("gymnax", "minatar"):
+        figures = result[impl]
+        assert len(figures["episodes"]) == 3
+        assert figures["mean"] == pytest.approx(np.mean(figures["episodes"]))
+        assert figures["stderr"] >= 0
+    assert result["minatar"]["sticky_action_prob"] == 0.1 and result["minatar"]["max_steps"] == 1000
+
+
+@pytest.mark.parametrize(
+    "args, mentions",
+    [
+        (["--episodes", "0"], "episodes"),
+        (["--seed-index", "2"], "seed_index"),
+        (["--sticky", "1.5"], "sticky"),
+        (["--episodes", "x"], "--episodes"),
+    ],
+)
+def test_bad_evaluate_input_is_one_line_exit_2(trained, args, mentions):
+    code, out, err = call(str(trained), *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and mentions in lines[0], err
+
+
+def test_missing_or_corrupted_policy(trained, tmp_path):
+    code, _, err = call(str(tmp_path))
+    assert code == 2 and err.startswith("error: ") and "missing" in err
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (copy / "policy.eqx").write_bytes((copy / "policy.eqx").read_bytes()[:1000])
+    code, _, err = call(str(copy))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "corrupted" in err
+
+
+@pytest.mark.parametrize("game", list(GYMNAX_IDS))
+def test_gymnax_and_minatar_agree_on_actions_and_channels(game):
+    env = evaluate.minatar_environment(game, 0.0, 0)
+    gym_env, params = gymnax.make(GYMNAX_IDS[game])
+    assert [int(a) for a in gym_env.action_set] == list(env.minimal_action_set())
+    env.reset()
+    theirs = np.asarray(env.state(), np.float32)
+    ours = np.asarray(gym_env.reset(jax.random.PRNGKey(0), params)[0])
+    assert ours.shape == theirs.shape
+    # Channels fixed at reset (whatever the random start) must coincide cell by cell.
+    fixed = {"breakout": [0, 3], "space_invaders": [0, 1], "freeway": [0], "asterix": [0], "seaquest": [0, 1, 7]}
+    for channel in fixed[game]:
+        np.testing.assert_array_equal(ours[..., channel], theirs[..., channel], err_msg=f"{game} channel {channel}")

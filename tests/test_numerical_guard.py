@@ -1,0 +1,71 @@
+"""A non-finite loss or parameter stops the run with one clear line, keeping the last good checkpoint."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pdqn import checkpoint, runner
+from pdqn.runner import NonFiniteError, non_finite, run
+from tests.conftest import REPO, cli_env, tiny_config
+
+BLOW_UP = [
+    "--total-timesteps", "384", "--pqn.num-envs", "8", "--pqn.num-steps", "8", "--pqn.num-minibatches", "4",
+    "--eval-envs", "4", "--eval-every", "0.5", "--track.off", "--pqn.lr", "1e30", "--pqn.max-grad-norm", "1e30",
+    "--pqn.no-lr-linear-decay",
+]
+
+
+def test_huge_learning_rate_stops_with_exit_3(tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "pdqn.experiments.minatar", "--run-dir", str(run_dir), *BLOW_UP],
+        capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=300,
+    )
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: non-finite ") and ("at update" in last or "after updates" in last), last
+    assert "last good checkpoint at update" in last
+    assert "Traceback" not in result.stderr
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "policy.eqx").exists()
+    saved = checkpoint.list_checkpoints(run_dir)
+    assert saved, "the last good state is checkpointed"
+    # Every metric row on disk is finite and covered by the checkpoint.
+    rows = pl.read_parquet(run_dir / "metrics.parquet") if (run_dir / "metrics.parquet").exists() else None
+    if rows is not None:
+        assert rows["update"].max() <= saved[-1][0]
+        assert np.isfinite(rows["td_loss"].to_numpy()).all()
+
+
+def test_injected_nan_names_update_and_metric(tmp_path, monkeypatch):
+    """A NaN injected into the third chunk's td_loss: stop there, checkpoint at update 2."""
+    real_non_finite = runner.non_finite
+
+    def inject(config, metrics, n, first_update):
+        if first_update == 2:
+            metrics = dict(metrics, td_loss=np.where(np.arange(metrics["td_loss"].shape[1]) == 0, np.nan, 0.0)[None]
+                           .repeat(metrics["td_loss"].shape[0], 0))
+        return real_non_finite(config, metrics, n, first_update)
+
+    monkeypatch.setattr(runner, "non_finite", inject)
+    config = tiny_config(log_every=1)
+    with pytest.raises(NonFiniteError, match=r"non-finite td_loss at update 3 \(seed 0\).*update 2"):
+        run(config, tmp_path, log=io.StringIO())
+    assert checkpoint.list_checkpoints(tmp_path)[-1][0] == 2
+    assert pl.read_parquet(tmp_path / "metrics.parquet")["update"].max() == 2
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_planning_losses_only_count_while_planning_is_active():
+    config = tiny_config(alg="pdqn")
+    nan = np.full((1, 3), np.nan)
+    metrics = {"td_loss": np.zeros((1, 3)), "mean_q": np.zeros((1, 3)), "model_loss": np.zeros((1, 3)),
+               "imagined_td_loss": nan, "imagined_mean_q": nan, "planning_active": np.zeros((1, 3))}
+    assert non_finite(config, metrics, 3, 0) is None
+    metrics["planning_active"] = np.array([[0.0, 1.0, 1.0]])
+    assert non_finite(config, metrics, 3, 10) == "imagined_td_loss at update 12 (seed 0)"
+    metrics["model_loss"] = np.array([[0.0, 0.0, np.inf]])
+    assert non_finite(config, metrics, 2, 10) == "imagined_td_loss at update 12 (seed 0)"
