@@ -1,9 +1,313 @@
-"""Experiment tracking hooks (Aim). Placeholder until the tracking issue lands."""
+"""Experiment tracking with Aim: one Aim run per seed, written on the host between compiled chunks.
+
+Each Aim run holds the full config as ``hparams``, the game, algorithm, seed, sweep name and code
+version, and every metric column of ``metrics.parquet`` tracked with the env step as its step and a
+context that says which part of the agent it measures (:data:`CONTEXTS`).
+
+The repository is a local folder (default ``.aim``, created on first use, no server needed) or a
+remote tracking server ``aim://host:port`` (``aim server``). A resumed run reopens the Aim runs whose
+hashes :class:`AimHooks` stored in ``run_dir/aim_runs.json`` instead of creating new ones.
+
+Failures: a local repository that cannot be created or written stops the program before training
+(``error: ...``, exit 2); an unreachable server prints a warning and the run trains untracked; an Aim
+error during training raises from the hook, so the runner drops the tracker and keeps training.
+"""
+
+import functools
+import io
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import polars as pl
 
 from pdqn.config import Config
-from pdqn.runner import RunHooks
+from pdqn.runner import RunHooks, config_dict
+
+AIM_RUNS_FILE = "aim_runs.json"
+REMOTE_PREFIX = "aim://"
+CONNECT_TIMEOUT_S = 3.0
+
+BEHAVIOUR = {"policy": "behaviour"}
+TARGET = {"policy": "target"}
+REAL = {"update": "real"}
+IMAGINED = {"update": "imagined"}
+MODEL = {"component": "model"}
+
+CONTEXTS: dict[str, dict[str, str]] = {
+    "behaviour_return": BEHAVIOUR,
+    "behaviour_length": BEHAVIOUR,
+    "episodes": BEHAVIOUR,
+    "target_return": TARGET,
+    "td_loss": REAL,
+    "mean_q": REAL,
+    "epsilon": REAL,
+    "lr": REAL,
+    "planning_active": IMAGINED,
+}
+"""Context of each metric column; ``imagined_*`` columns are IMAGINED, ``model_*`` are MODEL."""
+
+LogStream = io.TextIOBase | TextIO
+
+NOT_METRICS = ("seed", "update", "env_step")
+RUN_OPTIONS: dict[str, Any] = {
+    "system_tracking_interval": None,
+    "log_system_params": False,
+    "capture_terminal_logs": False,
+}
+"""No system-resource sampling thread and no stdout capture: the run logs only what the runner hands it."""
 
 
-def make_hooks(config: Config) -> list[RunHooks]:
-    """The trackers ``config.track`` asks for."""
-    return []
+class TrackingError(RuntimeError):
+    """The Aim repository cannot be used."""
+
+
+def context_of(column: str) -> dict[str, str]:
+    """The Aim context of a metric column (unknown columns count as real-update metrics)."""
+    if column in CONTEXTS:
+        return CONTEXTS[column]
+    if column.startswith("imagined_"):
+        return IMAGINED
+    if column.startswith("model_"):
+        return MODEL
+    return REAL
+
+
+@functools.cache
+def code_version() -> dict[str, str]:
+    """The package version and, inside a git checkout, the commit (with ``-dirty`` for local changes)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("pdqn")
+    except PackageNotFoundError:
+        package = "unknown"
+    info = {"package": package, "commit": ""}
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        info["commit"] = commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def is_remote(repo: str) -> bool:
+    return repo.startswith(REMOTE_PREFIX)
+
+
+def server_address(repo: str) -> tuple[str, int]:
+    """``(host, port)`` of ``aim://host:port``."""
+    parts = urlsplit("http://" + repo[len(REMOTE_PREFIX) :])
+    if not parts.hostname or parts.port is None:
+        raise TrackingError(f"track.repo={repo!r} is invalid: a remote repository is aim://host:port")
+    return parts.hostname, parts.port
+
+
+def check_server(repo: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`TrackingError` unless an Aim server answers at ``aim://host:port`` within ``timeout``."""
+    import requests
+
+    host, port = server_address(repo)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+        response = requests.get(f"http://{host}:{port}/status/", timeout=timeout)
+    except (OSError, requests.RequestException) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        raise TrackingError(f"Aim server {repo} does not answer ({reason})") from None
+    if response.status_code != 200:
+        raise TrackingError(f"Aim server {repo} does not answer (HTTP {response.status_code} from /status/)")
+
+
+def check_local_repo(path: str | Path) -> Path:
+    """Create (``aim init``) the local repository if needed and prove it is writable; TrackingError if not.
+
+    ``PATH`` ending in ``.aim`` is the repository folder itself; any other ``PATH`` holds it as ``PATH/.aim``
+    (Aim's convention), so ``aim up --repo PATH`` opens it either way.
+    """
+    repo = Path(path).expanduser()
+    root = repo.parent if repo.name == ".aim" else repo
+    if root.exists() and not root.is_dir():
+        raise TrackingError(f"Aim repository {repo} is not writable ({root} is not a directory)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".pdqn-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise TrackingError(f"Aim repository {repo} is not writable ({err.strerror or err})") from None
+    from aim.sdk.repo import Repo
+
+    try:
+        if not (root / ".aim" / "VERSION").exists():
+            Repo.from_path(str(root), init=True)
+    except Exception as err:
+        raise TrackingError(f"Aim repository {repo} cannot be created ({type(err).__name__}: {err})") from None
+    return repo
+
+
+def aim_repo_arg(repo: str) -> str:
+    """What to hand to ``aim.Run(repo=...)``: the server address, or the local path."""
+    return repo if is_remote(repo) else str(Path(repo).expanduser().resolve())
+
+
+def index_runs(repo: str, hashes: list[str]) -> None:
+    """Index closed runs of a local repository now, so queries and ``aim up`` see them at once.
+
+    Aim indexes runs lazily (``aim up``/``aim server`` run an indexer); a remote server indexes its own.
+    """
+    if is_remote(repo):
+        return
+    from aim.sdk.index_manager import RepoIndexManager
+    from aim.sdk.repo import Repo
+
+    manager = RepoIndexManager.get_index_manager(Repo.from_path(aim_repo_arg(repo)))
+    for run_hash in hashes:
+        manager.index(run_hash)
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+class AimHooks(RunHooks):
+    """One Aim run per seed; on resume (``aim_runs.json`` present) the stored runs are reopened."""
+
+    def __init__(self, repo: str, log: LogStream = sys.stderr):
+        self.repo = repo
+        self.stream = log
+        self.runs: dict[int, Any] = {}
+        self.config: Config | None = None
+
+    def start(self, config: Config, run_dir: Path, seeds: list[int]) -> None:
+        import aim
+
+        self.config = config
+        repo = aim_repo_arg(self.repo)
+        record = Path(run_dir) / AIM_RUNS_FILE
+        if record.exists():
+            stored = json.loads(record.read_text())
+            hashes = {int(seed): run_hash for seed, run_hash in stored["runs"].items()}
+            missing = [seed for seed in seeds if seed not in hashes]
+            if missing:
+                raise TrackingError(f"{record} has no Aim run for seeds {missing}")
+            for seed in seeds:
+                self.runs[seed] = aim.Run(run_hash=hashes[seed], repo=repo, **RUN_OPTIONS)
+            return
+        experiment = config.track.experiment or f"{config.alg}-{config.env}"
+        version = code_version()
+        hparams = config_dict(config)
+        for seed in seeds:
+            run = aim.Run(repo=repo, experiment=experiment, **RUN_OPTIONS)
+            run.name = f"{config.alg} {config.env} seed {seed}" + (f" [{config.track.sweep}]" if config.track.sweep else "")
+            run["hparams"] = hparams
+            run["game"] = config.env
+            run["alg"] = config.alg
+            run["seed"] = seed
+            run["sweep"] = config.track.sweep
+            run["run_dir"] = str(Path(run_dir).resolve())
+            run["code"] = version
+            for tag in (config.alg, config.env, config.track.sweep):
+                if tag:
+                    run.add_tag(tag)
+            self.runs[seed] = run
+        payload = {"repo": self.repo, "runs": {str(seed): run.hash for seed, run in self.runs.items()}}
+        tmp = record.with_name(f".{record.name}.tmp")
+        tmp.write_text(json.dumps(payload, indent=2))
+        os.replace(tmp, record)
+
+    def log(self, rows: pl.DataFrame) -> None:
+        metrics = [c for c in rows.columns if c not in NOT_METRICS]
+        contexts = {name: context_of(name) for name in metrics}
+        for row in rows.iter_rows(named=True):
+            run = self.runs.get(int(row["seed"]))
+            if run is None:
+                continue
+            step = int(row["env_step"])
+            for name in metrics:
+                value = row[name]
+                if _finite(value):
+                    run.track(float(value), name=name, step=step, context=contexts[name])
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        keys = ("final_target_return", "final_behaviour_return")
+        for i, seed in enumerate(summary.get("seeds", [])):
+            run = self.runs.get(seed)
+            if run is None:
+                continue
+            result = {key: summary[key][i] for key in keys if i < len(summary.get(key, []))}
+            result["steps_per_second"] = summary.get("steps_per_second")
+            run["summary"] = {k: (v if _finite(v) else None) for k, v in result.items()}
+
+    def close(self) -> None:
+        runs, self.runs = list(self.runs.values()), {}
+        hashes = []
+        for run in runs:
+            hashes.append(run.hash)
+            run.close()
+        if hashes:
+            index_runs(self.repo, hashes)
+
+
+def check_repo(config: Config, log: LogStream = sys.stderr) -> bool:
+    """Whether tracking can proceed: False (with a warning) for an unreachable server.
+
+    Raises :class:`TrackingError` for a local repository that cannot be created or written.
+    """
+    if config.track.off:
+        return False
+    if is_remote(config.track.repo):
+        try:
+            check_server(config.track.repo)
+        except TrackingError as err:
+            print(f"warning: {err}; training without Aim tracking", file=log, flush=True)
+            return False
+        return True
+    check_local_repo(config.track.repo)
+    return True
+
+
+def make_hooks(config: Config, log: LogStream = sys.stderr) -> list[RunHooks]:
+    """The trackers ``config.track`` asks for: an :class:`AimHooks`, or none with ``--track.off``.
+
+    A local repository that cannot be used ends the program with ``error: ...`` and exit code 2; an
+    unreachable server only warns. Only the primary process tracks.
+    """
+    from pdqn.cli import fail
+    from pdqn.devices import is_primary
+
+    if config.track.off or not is_primary():
+        return []
+    try:
+        usable = check_repo(config, log)
+    except TrackingError as err:
+        fail(str(err))
+    return [AimHooks(config.track.repo, log)] if usable else []
+
+
+def metric_arrays(metric: Any) -> tuple[Any, Any]:
+    """``(steps, values)`` of an Aim metric sequence as NumPy arrays sorted by step."""
+    import numpy as np
+
+    steps, columns = metric.data.numpy()
+    steps = np.asarray(steps, np.int64)
+    values = np.asarray(columns[0], np.float64)
+    order = np.argsort(steps, kind="stable")
+    return steps[order], values[order]

@@ -1,0 +1,50 @@
+"""A markdown table of per-game results and the cross-game aggregates, ready to paste into README.md."""
+
+import polars as pl
+
+
+def _cell(row: dict, policy: str) -> str:
+    mean = row.get(f"{policy}_mean")
+    if mean is None:
+        return "–"
+    se = row.get(f"{policy}_se")
+    low, high = row.get(f"{policy}_ci_low"), row.get(f"{policy}_ci_high")
+    text = f"{mean:.2f}" + (f" ± {se:.2f}" if se is not None else "")
+    return text + f" [{low:.2f}, {high:.2f}]"
+
+
+def markdown_table(table: pl.DataFrame, aggregates: dict | None = None, env_steps: int | None = None) -> str:
+    """Per game and variant: greedy and behaviour final return, mean ± s.e. [95 % bootstrap CI]."""
+    lines = [
+        "| game | variant | seeds | greedy return | behaviour return |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in table.iter_rows(named=True):
+        lines.append(
+            f"| {row['game']} | {row['variant']} | {row['seeds']} | {_cell(row, 'greedy')} | {_cell(row, 'behaviour')} |"
+        )
+    notes = [
+        "",
+        "Final returns: mean ± standard error over seeds [95 % percentile bootstrap CI]; greedy = last greedy "
+        "evaluation, behaviour = mean ε-greedy episode return over the last 10 % of env steps"
+        + (f"; {env_steps:,} env steps per seed." if env_steps else "."),
+    ]
+    if aggregates and aggregates.get("iqm"):
+        notes += ["", "| variant | IQM normalised greedy | IQM normalised behaviour |", "|---|---:|---:|"]
+        for variant, policies in aggregates["iqm"].items():
+            cells = []
+            for policy in ("greedy", "behaviour"):
+                v = policies.get(policy, {})
+                cells.append(f"{v['iqm']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v else "–")
+            notes.append(f"| {variant} | {cells[0]} | {cells[1]} |")
+        notes.append("")
+        notes.append(
+            "IQM over games of scores normalised min-max per game across all runs in this comparison "
+            "(0 = worst seed, 1 = best seed on that game), with a stratified bootstrap 95 % CI."
+        )
+    for policy, p in (aggregates or {}).get("probability_of_improvement", {}).items():
+        notes.append(
+            f"P({p['better']} > {p['worse']}) on {policy} return: {p['p']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] "
+            "(averaged over games, ties count 1/2, bootstrap 95 % CI)."
+        )
+    return "\n".join(lines + notes) + "\n"

@@ -1,0 +1,133 @@
+"""Analysis on synthetic run dirs: final returns, CIs, IQM, probability of improvement, table, plot, CLI errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import cli_env
+
+from analysis import (
+    final_returns,
+    iqm,
+    load_reference,
+    load_run_dirs,
+    normalise_scores,
+    per_game_table,
+    probability_of_improvement,
+)
+from analysis.report import main as report_main
+
+
+def fake_run_dir(root: Path, alg: str, game: str, finals: list[float], updates: int = 20) -> Path:
+    run_dir = root / f"{alg}-{game}"
+    run_dir.mkdir(parents=True)
+    frames = []
+    for seed, final in enumerate(finals):
+        update = np.arange(1, updates + 1)
+        behaviour = np.linspace(0, final, updates)
+        behaviour[::3] = np.nan  # updates where no episode ended
+        target = np.full(updates, np.nan)
+        target[updates // 2 - 1] = final / 2
+        target[-1] = final
+        frames.append(
+            pl.DataFrame(
+                {"seed": seed, "update": update, "env_step": update * 64, "behaviour_return": behaviour,
+                 "target_return": target, "td_loss": np.ones(updates)}
+            )
+        )  # fmt: skip
+    pl.concat(frames).write_parquet(run_dir / "metrics.parquet")
+    config = {"alg": alg, "env": game, "track": {"sweep": "", "experiment": ""}}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    return run_dir
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    fake_run_dir(root, "pqn", "breakout", [1.0, 2.0, 3.0])
+    fake_run_dir(root, "pdqn", "breakout", [2.0, 3.0, 4.0])
+    fake_run_dir(root, "pqn", "asterix", [5.0, 5.0])
+    fake_run_dir(root, "pdqn", "asterix", [5.0, 7.0])
+    return root
+
+
+def test_final_returns_and_per_game_table(runs):
+    frame = load_run_dirs([runs])
+    assert {"game", "alg", "variant", "seed", "run_id", "sweep", "env_step", "behaviour_return"} <= set(frame.columns)
+    finals = final_returns(frame)
+    assert finals.height == 10
+    pqn_b = finals.filter((pl.col("game") == "breakout") & (pl.col("variant") == "pqn")).sort("seed")
+    assert pqn_b["greedy"].to_list() == [1.0, 2.0, 3.0]
+    assert pqn_b["behaviour"][2] == pytest.approx(3.0)  # mean of the last 10 % (2 updates, both finite)
+    table = per_game_table(finals, resamples=200)
+    row = table.filter((pl.col("game") == "breakout") & (pl.col("variant") == "pqn")).row(0, named=True)
+    assert row["greedy_mean"] == pytest.approx(2.0)
+    assert row["greedy_se"] == pytest.approx(1.0 / np.sqrt(3))
+    assert 1.0 <= row["greedy_ci_low"] <= 2.0 <= row["greedy_ci_high"] <= 3.0
+
+
+def test_iqm_normalisation_and_probability_of_improvement(runs):
+    assert iqm(np.array([0.0, 1.0, 2.0, 3.0, 100.0, -100.0, 1.5, 2.5])) == pytest.approx(np.mean([1.0, 1.5, 2.0, 2.5]))
+    finals = final_returns(load_run_dirs([runs]))
+    scores = normalise_scores(finals, "greedy")
+    breakout = scores.filter(pl.col("game") == "breakout")
+    assert breakout["score"].min() == 0.0 and breakout["score"].max() == 1.0
+    p, low, high = probability_of_improvement(finals, "pdqn", "pqn", resamples=200)
+    # breakout: pairs (pdqn > pqn) = 6 wins + 2 ties of 9 -> 7/9; asterix: (5,7) vs (5,5) -> (1/2+1/2+1+1)/4 = 3/4
+    assert p == pytest.approx((7 / 9 + 3 / 4) / 2)
+    assert 0.0 <= low <= p <= high <= 1.0
+
+
+def test_report_cli_writes_table_and_png(runs, tmp_path):
+    out = tmp_path / "report"
+    assert report_main(["--runs", str(runs), "--out", str(out), "--resamples", "200", "--window", "3",
+                        "--reference", str(tmp_path / "missing.parquet")]) == 0  # fmt: skip
+    table = (out / "table.md").read_text()
+    assert table.startswith("| game | variant | seeds | greedy return | behaviour return |")
+    assert "| breakout | pdqn | 3 | 3.00 ± 0.58 [" in table and "P(pdqn > pqn)" in table
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pl.read_parquet(out / "runs.parquet")["run_id"].n_unique() == 10
+
+
+def test_reference_curves_are_optional(tmp_path):
+    assert load_reference(tmp_path / "missing.parquet") is None
+    ref = Path(__file__).resolve().parents[2] / "shared" / "reference" / "prototype-minatar-curves.parquet"
+    if not ref.exists():
+        pytest.skip(f"no reference file at {ref}")
+    frame = load_reference(ref, max_env_step=200_000)
+    assert set(frame["variant"].to_list()) == {"prototype pqn", "prototype pdqn"}
+    assert "breakout" in frame["game"].to_list() and frame["env_step"].max() <= 200_000
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--aim-repo", "/nonexistent/aim"], "error: Aim repository /nonexistent/aim does not exist"),
+        (["--runs", "RUNS_MISSING_METRIC"], "error: metric target_return has no value in"),
+        ([], "error: give --aim-repo PATH and/or --runs DIR"),
+    ],
+)
+def test_report_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys):
+    if args == ["--runs", "RUNS_MISSING_METRIC"]:
+        run_dir = fake_run_dir(tmp_path / "r", "pqn", "breakout", [1.0])
+        rows = pl.read_parquet(run_dir / "metrics.parquet").with_columns(target_return=pl.lit(float("nan")))
+        rows.write_parquet(run_dir / "metrics.parquet")
+        args = ["--runs", str(run_dir)]
+    with pytest.raises(SystemExit) as exit_:
+        report_main([*args, "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message)
+
+
+def test_report_module_runs_as_a_command(runs, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis.report", "--runs", str(runs), "--out", str(tmp_path / "o"), "--resamples", "50"],
+        capture_output=True, text=True, env=cli_env(), timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "| asterix | pdqn | 2 |" in proc.stdout
