@@ -143,15 +143,15 @@ class DynaConfig:
     """Width of the dynamics model's hidden layer."""
     ensemble_size: int = 1
     """Dynamics-model ensemble members (vmapped); each imagined rollout samples one member per step."""
-    horizon: int = 5
+    horizon: int = 3
     """Planning steps: length of each imagined rollout."""
-    num_rollouts: int = 512
+    num_rollouts: int = 860
     """Imagined rollouts per update (each starts from a state sampled from the real batch)."""
     plan_epochs: int = 1
     """Passes over each update's imagined batch."""
     plan_minibatches: int = 20
     """Minibatches per imagined epoch; must divide horizon * num_rollouts."""
-    planning_delay: int = 50
+    planning_delay: int = 20
     """Updates before imagination starts (the model trains from the first update)."""
     binarize: Literal["threshold", "sample"] = "threshold"
     """How imagined next observations are binarised before they are fed back."""
