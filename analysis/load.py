@@ -72,8 +72,8 @@ def load_aim(repo: str | Path, sweep: str | None = None) -> pl.DataFrame:
         wide = wide.with_columns(
             game=pl.lit(run["game"]),
             alg=pl.lit(run["alg"]),
-            variant=pl.lit(variant_of(run["alg"], run_sweep, run.experiment or "")),
-            seed=pl.lit(int(run["seed"])),
+            variant=pl.lit(variant_of(str(run["alg"]), str(run_sweep), run.experiment or "")),
+            seed=pl.lit(int(str(run["seed"]))),
             run_id=pl.lit(run_hash),
             sweep=pl.lit(run_sweep),
         )

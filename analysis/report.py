@@ -62,7 +62,7 @@ def report(args: argparse.Namespace) -> dict:
     table = per_game_table(finals, args.resamples)
     table.write_parquet(out / "table.parquet")
     aggregates = aggregate(finals, args.resamples, args.better, args.worse)
-    env_steps = int(finals["env_step"].max())
+    env_steps = int(finals.select(pl.col("env_step").cast(pl.Int64).max()).item() or 0)
     reference = load_reference(args.reference, env_steps)
     if reference is not None:
         reference = reference.filter(pl.col("game").is_in(finals["game"].unique().to_list()))
