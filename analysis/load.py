@@ -18,11 +18,18 @@ class AnalysisError(ValueError):
     """Input the analysis cannot use (reported as one ``error:`` line, exit code 2)."""
 
 
-def variant_of(alg: str, sweep: str, experiment: str) -> str:
-    """The compared unit: the algorithm, or for a sweep point ``alg <grid values>``."""
+def variant_of(alg: str, sweep: str, experiment: str, extra_minibatches: int = 0) -> str:
+    """The compared unit: the algorithm (``pqn-matched`` for the compute-matched control, PQN with
+    extra real-data gradient steps), or for a sweep point ``<that> <grid values>``."""
+    base = "pqn-matched" if alg == "pqn" and extra_minibatches > 0 else alg
     if sweep and experiment.startswith(sweep + ":"):
-        return f"{alg} {experiment[len(sweep) + 1:]}"
-    return alg
+        return f"{base} {experiment[len(sweep) + 1:]}"
+    return base
+
+
+def _extra_minibatches(config: object) -> int:
+    pqn = config.get("pqn", {}) if isinstance(config, dict) else {}
+    return int(pqn.get("extra_minibatches", 0) or 0) if isinstance(pqn, dict) else 0
 
 
 def _tidy(frame: pl.DataFrame) -> pl.DataFrame:
@@ -72,7 +79,9 @@ def load_aim(repo: str | Path, sweep: str | None = None) -> pl.DataFrame:
         wide = wide.with_columns(
             game=pl.lit(run["game"]),
             alg=pl.lit(run["alg"]),
-            variant=pl.lit(variant_of(str(run["alg"]), str(run_sweep), run.experiment or "")),
+            variant=pl.lit(
+                variant_of(str(run["alg"]), str(run_sweep), run.experiment or "", _extra_minibatches(run.get("hparams") or {}))
+            ),
             seed=pl.lit(int(str(run["seed"]))),
             run_id=pl.lit(run_hash),
             sweep=pl.lit(run_sweep),
@@ -112,7 +121,9 @@ def load_run_dirs(paths: list[str | Path]) -> pl.DataFrame:
                 rows.with_columns(
                     game=pl.lit(config["env"]),
                     alg=pl.lit(config["alg"]),
-                    variant=pl.lit(variant_of(config["alg"], sweep, track.get("experiment", "") or "")),
+                    variant=pl.lit(
+                        variant_of(config["alg"], sweep, track.get("experiment", "") or "", _extra_minibatches(config))
+                    ),
                     run_id=pl.format("{}#seed{}", pl.lit(str(run_dir)), pl.col("seed")),
                     sweep=pl.lit(sweep),
                 )

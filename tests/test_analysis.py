@@ -131,3 +131,12 @@ def test_report_module_runs_as_a_command(runs, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "| asterix | pdqn | 2 |" in proc.stdout
+
+
+def test_compute_matched_pqn_is_its_own_variant():
+    from analysis.load import variant_of
+
+    assert variant_of("pqn", "", "", extra_minibatches=20) == "pqn-matched"
+    assert variant_of("pqn", "", "") == "pqn"
+    assert variant_of("pdqn", "", "", extra_minibatches=20) == "pdqn"
+    assert variant_of("pqn", "grid", "grid:pqn.lr=0.001", extra_minibatches=5) == "pqn-matched pqn.lr=0.001"
