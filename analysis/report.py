@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window", type=int, default=10, help="smoothing window of the curves, in logged updates (default 10)")
     parser.add_argument("--reference", type=Path, default=None, help=f"prototype curves parquet to plot beside the runs (e.g. {DEFAULT_REFERENCE}); skipped if missing")
     parser.add_argument("--better", default="pdqn", help="variant for the probability of improvement (default pdqn)")
-    parser.add_argument("--worse", default="pqn", help="baseline variant for the probability of improvement (default pqn)")
+    parser.add_argument("--worse", default="pqn", help="baseline variant(s) for the probability of improvement and IQM difference, comma-separated (default pqn)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     return parser
 
@@ -61,7 +61,7 @@ def report(args: argparse.Namespace) -> dict:
     finals.write_parquet(out / "final.parquet")
     table = per_game_table(finals, args.resamples)
     table.write_parquet(out / "table.parquet")
-    aggregates = aggregate(finals, args.resamples, args.better, args.worse)
+    aggregates = aggregate(finals, args.resamples, args.better, [w for w in args.worse.split(",") if w])
     env_steps = int(finals.select(pl.col("env_step").cast(pl.Int64).max()).item() or 0)
     reference = load_reference(args.reference, env_steps)
     if reference is not None:

@@ -143,17 +143,55 @@ def probability_of_improvement(
     return point, float(low), float(high)
 
 
-def aggregate(finals: pl.DataFrame, resamples: int = RESAMPLES, better: str = "pdqn", worse: str = "pqn") -> dict:
-    """Across games: IQM of normalised greedy and behaviour scores per variant, and P(better > worse)."""
-    out: dict = {"normalisation": "min-max per game over all runs in the comparison", "iqm": {}, "probability_of_improvement": {}}
+def iqm_difference(
+    finals: pl.DataFrame, better: str, worse: str, column: str = "greedy", resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float, float] | None:
+    """IQM(``better``) - IQM(``worse``) of min-max normalised scores, with a stratified bootstrap 95 % CI
+    (seeds resampled within each game, independently per variant); None if a variant is missing."""
+    scores = normalise_scores(finals, column)
+    x, y = _by_game(scores, better), _by_game(scores, worse)
+    x, y = [g for g in x if g.size], [g for g in y if g.size]
+    if not x or not y:
+        return None
+    point = iqm(np.concatenate(x)) - iqm(np.concatenate(y))
+    rng = np.random.default_rng(seed)
+    stats = np.empty(resamples)
+    for b in range(resamples):
+        draw = lambda games: np.concatenate([g[rng.integers(0, g.size, g.size)] for g in games])  # noqa: E731
+        stats[b] = iqm(draw(x)) - iqm(draw(y))
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return float(point), float(low), float(high)
+
+
+def aggregate(
+    finals: pl.DataFrame, resamples: int = RESAMPLES, better: str = "pdqn", worse: str | list[str] = "pqn"
+) -> dict:
+    """Across games: IQM of normalised greedy and behaviour scores per variant; for ``better`` against each
+    baseline in ``worse``: the probability of improvement and the IQM difference, each with a 95 % CI."""
+    baselines = [worse] if isinstance(worse, str) else list(worse)
+    out: dict = {
+        "normalisation": "min-max per game over all runs in the comparison",
+        "iqm": {},
+        "probability_of_improvement": {},
+        "comparisons": [],
+    }
     for policy in POLICIES:
         scores = normalise_scores(finals, policy)
         for variant in sorted(set(finals["variant"].to_list())):
             point, low, high = stratified_iqm(_by_game(scores, variant), resamples)
             out["iqm"].setdefault(variant, {})[policy] = {"iqm": point, "ci_low": low, "ci_high": high}
-        result = probability_of_improvement(finals, better, worse, policy, resamples)
-        if result is not None:
-            out["probability_of_improvement"][policy] = {
-                "better": better, "worse": worse, "p": result[0], "ci_low": result[1], "ci_high": result[2],
-            }
+        for baseline in baselines:
+            result = probability_of_improvement(finals, better, baseline, policy, resamples)
+            difference = iqm_difference(finals, better, baseline, policy, resamples)
+            if result is None or difference is None:
+                continue
+            if baseline == baselines[0]:
+                out["probability_of_improvement"][policy] = {
+                    "better": better, "worse": baseline, "p": result[0], "ci_low": result[1], "ci_high": result[2],
+                }
+            out["comparisons"].append({
+                "policy": policy, "better": better, "worse": baseline,
+                "p": result[0], "p_ci_low": result[1], "p_ci_high": result[2],
+                "iqm_difference": difference[0], "difference_ci_low": difference[1], "difference_ci_high": difference[2],
+            })
     return out

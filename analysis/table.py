@@ -42,9 +42,21 @@ def markdown_table(table: pl.DataFrame, aggregates: dict | None = None, env_step
             "IQM over games of scores normalised min-max per game across all runs in this comparison "
             "(0 = worst seed, 1 = best seed on that game), with a stratified bootstrap 95 % CI."
         )
-    for policy, p in (aggregates or {}).get("probability_of_improvement", {}).items():
-        notes.append(
-            f"P({p['better']} > {p['worse']}) on {policy} return: {p['p']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] "
-            "(averaged over games, ties count 1/2, bootstrap 95 % CI)."
-        )
+    comparisons = (aggregates or {}).get("comparisons", [])
+    if comparisons:
+        notes += [
+            "",
+            "| comparison | policy | P(improvement) | IQM difference |",
+            "|---|---|---:|---:|",
+        ]
+        for c in comparisons:
+            notes.append(
+                f"| {c['better']} vs {c['worse']} | {c['policy']} | {c['p']:.3f} [{c['p_ci_low']:.3f}, {c['p_ci_high']:.3f}] "
+                f"| {c['iqm_difference']:+.3f} [{c['difference_ci_low']:+.3f}, {c['difference_ci_high']:+.3f}] |"
+            )
+        notes += [
+            "",
+            "P(improvement): P(X > Y) over seed pairs per game (ties 1/2), averaged over games, bootstrap 95 % CI; "
+            "IQM difference: of the normalised scores above, stratified bootstrap 95 % CI.",
+        ]
     return "\n".join(lines + notes) + "\n"

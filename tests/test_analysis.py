@@ -88,7 +88,7 @@ def test_report_cli_writes_table_and_png(runs, tmp_path):
                         "--reference", str(tmp_path / "missing.parquet")]) == 0  # fmt: skip
     table = (out / "table.md").read_text()
     assert table.startswith("| game | variant | seeds | greedy return | behaviour return |")
-    assert "| breakout | pdqn | 3 | 3.00 ± 0.58 [" in table and "P(pdqn > pqn)" in table
+    assert "| breakout | pdqn | 3 | 3.00 ± 0.58 [" in table and "| pdqn vs pqn | greedy |" in table
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert pl.read_parquet(out / "runs.parquet")["run_id"].n_unique() == 10
 
@@ -140,3 +140,20 @@ def test_compute_matched_pqn_is_its_own_variant():
     assert variant_of("pqn", "", "") == "pqn"
     assert variant_of("pdqn", "", "", extra_minibatches=20) == "pdqn"
     assert variant_of("pqn", "grid", "grid:pqn.lr=0.001", extra_minibatches=5) == "pqn-matched pqn.lr=0.001"
+
+
+def test_iqm_difference_has_a_ci_that_excludes_zero_for_a_clear_gap():
+    import polars as pl
+
+    from analysis.stats import iqm_difference
+
+    rows = []
+    for game in ("a", "b"):
+        for seed in range(5):
+            rows.append({"game": game, "variant": "pdqn", "seed": seed, "greedy": 10.0 + seed})
+            rows.append({"game": game, "variant": "pqn", "seed": seed, "greedy": 0.0 + seed})
+    finals = pl.DataFrame(rows)
+    point, low, high = iqm_difference(finals, "pdqn", "pqn", resamples=300)
+    # scores normalised over [0, 14] per game: pdqn IQM (11..13)/14, pqn IQM (1..3)/14
+    assert point == pytest.approx(10 / 14)
+    assert 0 < low <= point <= high
