@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Dynamics-model accuracy by architecture, with planning switched off (the delay outlasts training), so every
+# variant sees the same PQN data stream: Breakout, 300k env steps (73 updates), seed 0.
+# Reproduce from the repository root:  bash experiments/model-accuracy/run.sh && python experiments/model-accuracy/summarise.py
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=experiments/model-accuracy/runs
+point() {  # point NAME ARGS...
+  local name=$1; shift
+  local dir="$OUT/$name"
+  if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; return; fi
+  rm -rf "$dir"
+  python -m pdqn.experiments.minatar --alg pdqn --env breakout --total-timesteps 299008 --seed 0 --track.off \
+    --eval-every 0 --dyna.planning-delay 100000 --run-dir "$dir" "$@" 2>&1 | tail -n 1
+}
+point mlp128-half --dyna.model-hidden 128 --dyna.model-fraction 0.5
+point mlp256-half --dyna.model-hidden 256 --dyna.model-fraction 0.5
+point mlp128-full --dyna.model-hidden 128 --dyna.model-fraction 1.0 --dyna.model-minibatches 8
+point mlp64-half --dyna.model-hidden 64 --dyna.model-fraction 0.5
