@@ -133,7 +133,7 @@ def progress_line(
         f"{steps_per_second:,.0f} steps/s",
         f"ETA {format_duration(remaining)}",
         f"behaviour {behaviour if behaviour is not None else float('nan'):.2f}",
-        f"greedy {last_target:.2f}",
+        f"greedy {last_target:.2f}" if math.isfinite(last_target) else "greedy – (not evaluated yet)",
         f"td {latest['td_loss'].mean():.4f}",
     ]
     if config.planning:
