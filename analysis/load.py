@@ -18,13 +18,22 @@ class AnalysisError(ValueError):
     """Input the analysis cannot use (reported as one ``error:`` line, exit code 2)."""
 
 
-def variant_of(alg: str, sweep: str, experiment: str, extra_minibatches: int = 0) -> str:
-    """The compared unit: the algorithm (``pqn-matched`` for the compute-matched control, PQN with
-    extra real-data gradient steps), or for a sweep point ``<that> <grid values>``."""
-    base = "pqn-matched" if alg == "pqn" and extra_minibatches > 0 else alg
+def variant_of(alg: str, sweep: str, experiment: str, extra_minibatches: int = 0, label: str = "") -> str:
+    """The compared unit: an explicit ``--track.experiment`` label if the run has one, else the
+    algorithm (``pqn-matched`` for the compute-matched control, PQN with extra real-data gradient
+    steps); for a sweep point ``<that> <grid values>``."""
+    base = label or ("pqn-matched" if alg == "pqn" and extra_minibatches > 0 else alg)
     if sweep and experiment.startswith(sweep + ":"):
         return f"{base} {experiment[len(sweep) + 1:]}"
     return base
+
+
+def _label(config: object) -> str:
+    """The run's explicit ``--track.experiment`` (empty when it was left to its default)."""
+    track = config.get("track", {}) if isinstance(config, dict) else {}
+    if not isinstance(track, dict) or track.get("sweep"):
+        return ""
+    return str(track.get("experiment", "") or "")
 
 
 def _extra_minibatches(config: object) -> int:
@@ -80,7 +89,13 @@ def load_aim(repo: str | Path, sweep: str | None = None) -> pl.DataFrame:
             game=pl.lit(run["game"]),
             alg=pl.lit(run["alg"]),
             variant=pl.lit(
-                variant_of(str(run["alg"]), str(run_sweep), run.experiment or "", _extra_minibatches(run.get("hparams") or {}))
+                variant_of(
+                    str(run["alg"]),
+                    str(run_sweep),
+                    run.experiment or "",
+                    _extra_minibatches(run.get("hparams") or {}),
+                    _label(run.get("hparams") or {}),
+                )
             ),
             seed=pl.lit(int(str(run["seed"]))),
             run_id=pl.lit(run_hash),
@@ -122,7 +137,13 @@ def load_run_dirs(paths: list[str | Path]) -> pl.DataFrame:
                     game=pl.lit(config["env"]),
                     alg=pl.lit(config["alg"]),
                     variant=pl.lit(
-                        variant_of(config["alg"], sweep, track.get("experiment", "") or "", _extra_minibatches(config))
+                        variant_of(
+                            config["alg"],
+                            sweep,
+                            track.get("experiment", "") or "",
+                            _extra_minibatches(config),
+                            "" if sweep else (track.get("experiment", "") or ""),
+                        )
                     ),
                     run_id=pl.format("{}#seed{}", pl.lit(str(run_dir)), pl.col("seed")),
                     sweep=pl.lit(sweep),

@@ -157,3 +157,9 @@ def test_iqm_difference_has_a_ci_that_excludes_zero_for_a_clear_gap():
     # scores normalised over [0, 14] per game: pdqn IQM (11..13)/14, pqn IQM (1..3)/14
     assert point == pytest.approx(10 / 14)
     assert 0 < low <= point <= high
+
+
+def test_an_explicit_experiment_label_names_the_variant():
+    from analysis.load import variant_of
+
+    assert variant_of("pdqn", "", "pdqn-model-full", label="pdqn-model-full") == "pdqn-model-full"

@@ -11,5 +11,6 @@ for game in $GAMES; do
   if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; continue; fi
   rm -rf "$dir"
   python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" --total-timesteps 1003520 --num-seeds 5 \
-    --seed 5 --eval-envs 128 --alg pdqn --dyna.model-fraction 1.0 --dyna.model-minibatches 8 2>&1 | tail -n 1
+    --seed 5 --eval-envs 128 --alg pdqn --dyna.model-fraction 1.0 --dyna.model-minibatches 8 \
+    --track.experiment pdqn-model-full 2>&1 | tail -n 1
 done
