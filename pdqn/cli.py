@@ -5,7 +5,7 @@ import re
 import sys
 from collections.abc import Sequence
 from contextlib import redirect_stderr
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import tyro
 
@@ -15,7 +15,7 @@ T = TypeVar("T")
 USAGE_ERROR = 2
 
 
-def fail(message: str) -> "NoReturn":
+def fail(message: str) -> NoReturn:
     """Print ``error: message`` on one line and exit with status 2."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(USAGE_ERROR)
@@ -47,5 +47,3 @@ def summarise_tyro_error(text: str) -> str:
     message = re.sub(r"^Error parsing [\w.-]+: (?=[\w.]+=)", "", message)
     return message or "invalid command line (see --help)"
 
-
-from typing import NoReturn  # noqa: E402  (kept last: only used in an annotation string)

@@ -6,6 +6,7 @@ update = collect -> Q(lambda) targets -> epochs x minibatches of TD updates
 ``--alg pqn`` is exactly this step with planning switched off.
 """
 
+import time
 from typing import Any
 
 import equinox as eqx
@@ -272,8 +273,6 @@ def summarise_model_metrics(metrics: Metrics) -> Metrics:
 
 def compiled(fn: Any, *args: Any) -> tuple[Any, float]:
     """Ahead-of-time compile ``fn`` for ``args``; returns the executable and compile seconds."""
-    import time
-
     start = time.perf_counter()
     executable = jax.jit(fn).lower(*args).compile()
     return executable, time.perf_counter() - start
