@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", type=Path, default=None, help=f"prototype curves parquet to plot beside the runs (e.g. {DEFAULT_REFERENCE}); skipped if missing")
     parser.add_argument("--better", default="pdqn", help="variant for the probability of improvement (default pdqn)")
     parser.add_argument("--worse", default="pqn", help="baseline variant(s) for the probability of improvement and IQM difference, comma-separated (default pqn)")
+    parser.add_argument("--variants", default="", help="keep only these variants, comma-separated (default: every variant found); scores are normalised over what is kept")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     return parser
 
@@ -50,6 +51,8 @@ def report(args: argparse.Namespace) -> dict:
     if args.runs:
         frames.append(load_run_dirs(args.runs))
     frame = pl.concat(frames, how="diagonal_relaxed").unique(["run_id", "env_step"], keep="first", maintain_order=True)
+    if args.variants:
+        frame = only_variants(frame, [v for v in args.variants.split(",") if v])
     require_metrics(frame)
     out: Path = args.out
     try:
@@ -79,6 +82,15 @@ def report(args: argparse.Namespace) -> dict:
     (out / "aggregate.json").write_text(json.dumps(aggregates, indent=2))
     learning_curves(frame, out / "curves.png", args.window, reference)
     return {"runs": finals.height, "out": str(out), "table": text}
+
+
+def only_variants(frame: pl.DataFrame, variants: list[str]) -> pl.DataFrame:
+    """The rows of the named variants; a name with no runs is an error, not an empty comparison."""
+    found = set(frame["variant"].unique().to_list())
+    missing = [v for v in variants if v not in found]
+    if missing:
+        raise AnalysisError(f"--variants: no runs of {', '.join(missing)} (found: {', '.join(sorted(found))})")
+    return frame.filter(pl.col("variant").is_in(variants))
 
 
 def main(argv: list[str] | None = None) -> int:

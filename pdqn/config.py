@@ -133,11 +133,12 @@ class DynaConfig:
 
     model_lr: float = 1e-3
     """Learning rate of the dynamics model."""
-    model_fraction: float = 0.5
-    """Fraction of each update's real transitions the model trains on (a fresh random subset each update)."""
+    model_fraction: float = 1.0
+    """Fraction of each update's real transitions the model trains on (a fresh random subset each update;
+    1.0, the whole batch, doubled changed-cell accuracy over 0.5 for 1.1x more time: experiments/model-accuracy)."""
     model_epochs: int = 1
     """Passes of the dynamics model over its share of each update's real batch."""
-    model_minibatches: int = 4
+    model_minibatches: int = 8
     """Minibatches per model epoch; must divide model_fraction * pqn.num_envs * pqn.num_steps."""
     model_hidden: int = 128
     """Width of the dynamics model's hidden layer."""

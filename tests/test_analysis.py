@@ -163,3 +163,18 @@ def test_an_explicit_experiment_label_names_the_variant():
     from analysis.load import variant_of
 
     assert variant_of("pdqn", "", "pdqn-model-full", label="pdqn-model-full") == "pdqn-model-full"
+
+
+def test_variants_filter_keeps_only_the_named_variants_and_normalises_over_them(runs, tmp_path):
+    fake_run_dir(runs / "x", "pdqn", "breakout", [100.0, 100.0]).rename(runs / "pdqn-ablation")
+    config = json.loads((runs / "pdqn-ablation" / "config.json").read_text())
+    config["track"]["experiment"] = "pdqn-ablation"
+    (runs / "pdqn-ablation" / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "kept"
+    assert report_main(["--runs", str(runs), "--out", str(out), "--resamples", "50", "--variants", "pdqn,pqn"]) == 0
+    kept = pl.read_parquet(out / "final.parquet")
+    assert set(kept["variant"].to_list()) == {"pdqn", "pqn"}
+    assert "pdqn-ablation" not in (out / "table.md").read_text()
+    with pytest.raises(SystemExit) as exit_:
+        report_main(["--runs", str(runs), "--out", str(out), "--variants", "pdqn,nope"])
+    assert exit_.value.code == 2
