@@ -159,6 +159,9 @@ class DynaConfig:
     max_cell_uncertainty: float = 0.5
     """Trust an imagined step only while every predicted cell probability p has min(p, 1-p) at most
     this (0.5 trusts every step); untrusted steps and their successors carry no weight."""
+    max_disagreeing_cells: int | None = None
+    """Trust an imagined step only while the ensemble members' thresholded next observations differ
+    in at most this many cells (None: no such gate; needs ensemble_size >= 2)."""
     use_plan_eps: bool = False
     """Use the planning epsilon schedule below instead of the behaviour epsilon."""
     plan_eps_start: float = 1.0
@@ -214,6 +217,19 @@ class DynaConfig:
             p + "model_fraction",
             self.model_fraction,
             "in (0, 1]",
+        )
+        gate = self.max_disagreeing_cells
+        _require(
+            gate is None or (isinstance(gate, int) and gate >= 0),
+            p + "max_disagreeing_cells",
+            gate,
+            "a non-negative integer or None",
+        )
+        _require(
+            gate is None or self.ensemble_size >= 2,
+            p + "max_disagreeing_cells",
+            gate,
+            f"None unless dyna.ensemble_size >= 2 (it is {self.ensemble_size}): one model cannot disagree",
         )
 
     @property

@@ -19,6 +19,8 @@ class Prediction(eqx.Module):
     next_obs_logits: Float[Array, "batch height width channels"]
     reward: Float[Array, " batch"]
     terminated_logit: Float[Array, " batch"]
+    disagreeing_cells: Int[Array, " batch"] | None = None
+    """Cells whose thresholded prediction differs between ensemble members (None: one model)."""
 
 
 class DynamicsModel(eqx.Module):

@@ -31,6 +31,8 @@ class ImaginedRollout(eqx.Module):
     """False once the imagined episode has ended at an earlier step."""
     trusted: Bool[Array, "H rollouts"]
     """False from the first step whose predicted next observation was too uncertain."""
+    disagreeing_cells: Int[Array, "H rollouts"]
+    """Cells the ensemble members disagreed on (0 for a single model)."""
     q_next_max: Float[Array, "H rollouts"]
 
 
@@ -43,6 +45,7 @@ class ImaginedStep(eqx.Module):
     terminated: Bool[Array, " rollouts"]
     alive: Bool[Array, " rollouts"]
     trusted: Bool[Array, " rollouts"]
+    disagreeing_cells: Int[Array, " rollouts"]
     q_next_max: Float[Array, " rollouts"]
 
 
@@ -64,11 +67,13 @@ def imagine(
     horizon: int,
     binarize: str,
     max_cell_uncertainty: float = 0.5,
+    max_disagreeing_cells: int | None = None,
 ) -> ImaginedRollout:
     """Roll the model forward from ``start_obs``; an imagined episode that ends stays ended.
 
     A step is trusted while every predicted cell probability ``p`` of every step so far had
-    ``min(p, 1 - p) <= max_cell_uncertainty`` (0.5 trusts everything).
+    ``min(p, 1 - p) <= max_cell_uncertainty`` (0.5 trusts everything) and, given a bound, the
+    ensemble members disagreed on at most ``max_disagreeing_cells`` cells of each prediction.
     """
 
     def step(carry, key):
@@ -79,6 +84,11 @@ def imagine(
         next_obs = binarise(k_obs, pred.next_obs_logits, binarize)
         p = jax.nn.sigmoid(pred.next_obs_logits)
         trusted = trusted & (jnp.max(jnp.minimum(p, 1.0 - p), axis=(1, 2, 3)) <= max_cell_uncertainty)
+        disagreeing = jnp.zeros(obs.shape[0], jnp.int32) if pred.disagreeing_cells is None else pred.disagreeing_cells
+        if max_disagreeing_cells is not None:
+            if pred.disagreeing_cells is None:
+                raise ValueError("max_disagreeing_cells needs a step model that reports ensemble disagreement")
+            trusted = trusted & (disagreeing <= max_disagreeing_cells)
         terminated = jax.random.bernoulli(k_term, jax.nn.sigmoid(pred.terminated_logit))
         q_next = q_net(next_obs)
         transition = ImaginedStep(
@@ -88,6 +98,7 @@ def imagine(
             terminated=terminated,
             alive=alive,
             trusted=trusted,
+            disagreeing_cells=disagreeing,
             q_next_max=greedy_value(q_next),
         )
         return (next_obs, q_next, alive & ~terminated, trusted), transition
@@ -119,12 +130,15 @@ def imagined_batch(rollout: ImaginedRollout, gamma: float, td_lambda: float) -> 
 
 
 def ensemble_step_model(ensemble) -> StepModel:
-    """Sample one ensemble member per row at each step."""
+    """Sample one ensemble member per row at each step; report how many cells the members disagree on."""
 
     def step_model(obs, action, key):
         preds = ensemble(obs, action)
         member = jax.random.randint(key, (obs.shape[0],), 0, ensemble.size)
         rows = jnp.arange(obs.shape[0])
-        return jax.tree.map(lambda x: x[member, rows], preds)
+        chosen = jax.tree.map(lambda x: x[member, rows], preds)
+        votes = preds.next_obs_logits > 0
+        disagreeing = jnp.sum(jnp.any(votes != votes[:1], axis=0), axis=(1, 2, 3))
+        return eqx.tree_at(lambda p: p.disagreeing_cells, chosen, disagreeing, is_leaf=lambda x: x is None)
 
     return step_model

@@ -186,6 +186,7 @@ class Trainer(eqx.Module):
             dyna.horizon,
             dyna.binarize,
             dyna.max_cell_uncertainty,
+            dyna.max_disagreeing_cells,
         )
         batch = imagined_batch(imagined, pqn.gamma, pqn.td_lambda)
         planned, loss, mean_q = self.train_q(state, k_update, batch, dyna.plan_epochs, dyna.plan_minibatches)
@@ -194,7 +195,13 @@ class Trainer(eqx.Module):
         chosen = jax.tree.map(lambda new, old: jnp.where(active, new, old), keep(planned), keep(state))
         state = eqx.tree_at(keep, state, chosen)
         nan = jnp.asarray(jnp.nan, jnp.float32)
-        return state, {
+        if dyna.ensemble_size > 1:  # mean over the live imagined steps
+            live = imagined.alive.astype(jnp.float32)
+            disagreement = jnp.sum(imagined.disagreeing_cells * live) / jnp.maximum(jnp.sum(live), 1.0)
+            extra: Metrics = {"imagined_disagreeing_cells": disagreement}
+        else:
+            extra = {}
+        return state, extra | {
             "planning_active": active,
             "imagined_td_loss": jnp.where(active, loss, nan),
             "imagined_mean_q": jnp.where(active, mean_q, nan),

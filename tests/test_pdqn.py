@@ -10,7 +10,9 @@ import pytest
 from jaxtyping import TypeCheckError
 
 from pdqn.config import Config, DynaConfig, PQNConfig
+from pdqn.config import ConfigError
 from pdqn.dynamics import DynamicsModel, Ensemble, Prediction
+from pdqn.networks import QNetwork
 from pdqn.planning import imagine, imagined_batch
 from pdqn.rollout import collect
 from pdqn.train import Trainer
@@ -131,6 +133,7 @@ def test_untrusted_imagined_steps_carry_no_weight_and_cut_the_trace():
         terminated=col(False, False, False),
         alive=col(True, True, True),
         trusted=col(True, True, False),
+        disagreeing_cells=col(0, 0, 0),
         q_next_max=col(10.0, 20.0, 30.0),
     )
     batch = imagined_batch(rollout, gamma=0.9, td_lambda=0.5)
@@ -144,11 +147,55 @@ def test_ensemble_sampled_binarisation_and_planning_epsilon_run():
     config = tiny_config(
         alg="pdqn",
         log_every=2,
-        dyna=dict(ensemble_size=2, binarize="sample", use_plan_eps=True, plan_eps_start=0.5, max_cell_uncertainty=0.4),
+        dyna=dict(ensemble_size=2, binarize="sample", use_plan_eps=True, plan_eps_start=0.5, max_cell_uncertainty=0.4,
+                  max_disagreeing_cells=3),
     )
     trainer = Trainer(config)
     states, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(2))
     assert jax.tree.leaves(states.model)[0].shape[:2] == (1, 2)  # seeds x members
-    for name in ("td_loss", "model_loss", "imagined_td_loss", "imagined_trusted_fraction"):
+    for name in ("td_loss", "model_loss", "imagined_td_loss", "imagined_trusted_fraction", "imagined_disagreeing_cells"):
         assert np.all(np.isfinite(np.asarray(metrics[name]))), name
     assert float(trainer.plan_epsilon(jnp.asarray(0))) == 0.5
+
+
+def two_member_ensemble_model():
+    """A fake two-member ensemble over the first row of a 3x4 grid: both members move every set cell one to the right;
+    the second member also flips the last cell whenever the first cell is off (every step but the first)."""
+    from pdqn.planning import ensemble_step_model
+
+    class Fake(eqx.Module):
+        size: int = eqx.field(static=True, default=2)
+
+        def __call__(self, obs, action):
+            moved = jnp.roll(obs, 1, axis=2)
+            first_off = (obs[:, 0, 0, 0] == 0.0)[:, None]
+            flipped = moved.at[:, 0, 3, 0].set(jnp.where(first_off[:, 0], 1.0 - moved[:, 0, 3, 0], moved[:, 0, 3, 0]))
+            zeros = jnp.zeros(obs.shape[0])
+            members = [
+                Prediction(next_obs_logits=20.0 * (2.0 * nxt - 1.0), reward=zeros + 1.0, terminated_logit=zeros - 30.0)
+                for nxt in (moved, flipped)
+            ]
+            return jax.tree.map(lambda *xs: jnp.stack(xs), *members)
+
+    return ensemble_step_model(Fake())
+
+
+@pytest.mark.parametrize("bound, trusted", [(None, [1, 1, 1]), (1, [1, 1, 1]), (0, [1, 0, 0])])
+def test_ensemble_disagreement_gate_distrusts_a_step_and_its_successors(bound, trusted):
+    start = jnp.zeros((2, 3, 4, 1)).at[:, 0, 0, 0].set(1.0)
+    q_net = QNetwork((3, 4, 1), 2, hidden_size=8, conv_features=2, key=jax.random.PRNGKey(0))
+    rollout = imagine(
+        two_member_ensemble_model(), q_net, start, jax.random.PRNGKey(1), jnp.asarray(0.0),
+        horizon=3, binarize="threshold", max_disagreeing_cells=bound,
+    )  # fmt: skip
+    np.testing.assert_array_equal(rollout.disagreeing_cells[:, 0], [0, 1, 1])  # the last cell, from step 1 on
+    np.testing.assert_array_equal(rollout.trusted[:, 0], np.asarray(trusted, bool))
+    weights = imagined_batch(rollout, gamma=0.9, td_lambda=0.5).weight.reshape(3, 2)[:, 0]
+    np.testing.assert_array_equal(weights, np.asarray(trusted, np.float32))
+
+
+def test_disagreement_gate_needs_an_ensemble():
+    with pytest.raises(ConfigError, match="dyna.max_disagreeing_cells=2 is invalid: must be None unless dyna.ensemble_size >= 2"):
+        DynaConfig(max_disagreeing_cells=2)
+    with pytest.raises(ConfigError, match="dyna.max_disagreeing_cells=-1"):
+        DynaConfig(ensemble_size=3, max_disagreeing_cells=-1)
