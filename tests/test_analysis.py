@@ -178,3 +178,24 @@ def test_variants_filter_keeps_only_the_named_variants_and_normalises_over_them(
     with pytest.raises(SystemExit) as exit_:
         report_main(["--runs", str(runs), "--out", str(out), "--variants", "pdqn,nope"])
     assert exit_.value.code == 2
+
+
+def test_model_quality_averages_the_late_updates_and_sets_pqn_q_beside_pdqn(runs, tmp_path):
+    from analysis.model_quality import main as quality_main
+
+    for run_dir in (runs / "pdqn-breakout", runs / "pqn-breakout"):
+        rows = pl.read_parquet(run_dir / "metrics.parquet")
+        # changed-cell accuracy 0.5 early, then 0.9 in the last 10 % (updates 19-20 of 20); Q 2.0 (PDQN) / 1.0 (PQN)
+        rows = rows.with_columns(
+            model_changed_cell_accuracy=pl.when(pl.col("update") > 18).then(0.9).otherwise(0.5),
+            mean_q=pl.lit(2.0 if "pdqn" in run_dir.name else 1.0),
+        )
+        rows.write_parquet(run_dir / "metrics.parquet")
+    out = tmp_path / "quality.md"
+    assert quality_main(["--runs", str(runs), "--out", str(out)]) == 0
+    row = [line for line in out.read_text().splitlines() if line.startswith("| breakout | pdqn |")][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "3" and cells[3] == "0.900 ± 0.000" and cells[4] == "2.000 ± 0.000" and cells[-1] == "1.000"
+    with pytest.raises(SystemExit) as exit_:
+        quality_main(["--runs", str(runs / "pqn-breakout"), "--out", str(out)])
+    assert exit_.value.code == 2

@@ -24,4 +24,6 @@ for game in $GAMES; do
   point pdqn-h5 "$game" --alg pdqn --dyna.horizon 5 --dyna.num-rollouts 512
   # trust gate: drop imagined steps (and their successors) with any cell probability in (0.3, 0.7)
   point pdqn-gate-0.3 "$game" --alg pdqn --dyna.max-cell-uncertainty 0.3
+  # ensemble of 3 models; trust a step while the members' next observations differ in at most 1 cell
+  point pdqn-ens3-gate-1 "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1
 done
