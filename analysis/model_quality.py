@@ -69,7 +69,7 @@ def markdown(table: pl.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> int:
     from pdqn.cli import fail
 
-    parser = argparse.ArgumentParser(prog="python -m analysis.model_quality", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis.model_quality", description="Model quality and imagined values per game and variant.")
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run dirs or folders holding them")
     parser.add_argument("--out", type=Path, required=True, help="markdown file to write")
     parser.add_argument("--tail", type=float, default=0.1, help="fraction of the last env steps to average (default 0.1)")
