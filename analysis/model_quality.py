@@ -3,8 +3,8 @@
     python -m analysis.model_quality --runs experiments/study-1m/runs --out experiments/study-1m/model_quality.md
 
 For each PDQN run, each metric is averaged over the last ``--tail`` fraction of updates per seed, then
-reported as mean ± standard error over seeds. ``mean_q`` of the PQN run of the same game is the reference for
-value inflation: imagined targets that bootstrap from mispredicted states push PDQN's Q-values up.
+reported as mean ± standard error over seeds. ``mean_q`` of the PQN run of the same game is set beside PDQN's:
+the gap shows what imagined targets do to the values (inflated on Breakout, lower on the games with poor models).
 """
 
 import argparse
@@ -40,7 +40,7 @@ def late_means(frame: pl.DataFrame, tail: float) -> pl.DataFrame:
 
 
 def quality_table(frame: pl.DataFrame, tail: float) -> pl.DataFrame:
-    """Mean and standard error over seeds per game and variant; PQN's mean Q alongside as ``pqn mean Q``."""
+    """Mean and standard error over seeds per game and variant; PQN's mean Q alongside as ``pqn_mean_q``."""
     seeds = late_means(frame, tail)
     present = [c for c in COLUMNS if c in seeds.columns]
     summary = seeds.group_by("game", "variant").agg(

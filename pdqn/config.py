@@ -135,7 +135,7 @@ class DynaConfig:
     """Learning rate of the dynamics model."""
     model_fraction: float = 1.0
     """Fraction of each update's real transitions the model trains on (a fresh random subset each update;
-    1.0, the whole batch, doubled changed-cell accuracy over 0.5 for 1.1x more time: experiments/model-accuracy)."""
+    1.0, the whole batch, doubled changed-cell accuracy over 0.5 for 1.1-1.2x PDQN's time: experiments/model-accuracy)."""
     model_epochs: int = 1
     """Passes of the dynamics model over its share of each update's real batch."""
     model_minibatches: int = 8

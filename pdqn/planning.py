@@ -137,6 +137,8 @@ def ensemble_step_model(ensemble) -> StepModel:
         member = jax.random.randint(key, (obs.shape[0],), 0, ensemble.size)
         rows = jnp.arange(obs.shape[0])
         chosen = jax.tree.map(lambda x: x[member, rows], preds)
+        if ensemble.size == 1:  # one model cannot disagree: leave disagreeing_cells None
+            return chosen
         votes = preds.next_obs_logits > 0
         disagreeing = jnp.sum(jnp.any(votes != votes[:1], axis=0), axis=(1, 2, 3))
         return eqx.tree_at(lambda p: p.disagreeing_cells, chosen, disagreeing, is_leaf=lambda x: x is None)

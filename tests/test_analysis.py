@@ -165,7 +165,7 @@ def test_an_explicit_experiment_label_names_the_variant():
     assert variant_of("pdqn", "", "pdqn-model-full", label="pdqn-model-full") == "pdqn-model-full"
 
 
-def test_variants_filter_keeps_only_the_named_variants_and_normalises_over_them(runs, tmp_path):
+def test_variants_filter_keeps_only_the_named_variants(runs, tmp_path):
     fake_run_dir(runs / "x", "pdqn", "breakout", [100.0, 100.0]).rename(runs / "pdqn-ablation")
     config = json.loads((runs / "pdqn-ablation" / "config.json").read_text())
     config["track"]["experiment"] = "pdqn-ablation"

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from jaxtyping import TypeCheckError
 
-from pdqn.config import Config, DynaConfig, PQNConfig
-from pdqn.config import ConfigError
+from pdqn.config import Config, ConfigError, DynaConfig, PQNConfig
 from pdqn.dynamics import DynamicsModel, Ensemble, Prediction
 from pdqn.networks import QNetwork
 from pdqn.planning import imagine, imagined_batch

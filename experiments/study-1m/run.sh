@@ -2,7 +2,7 @@
 # Low-data study: PQN, PDQN (default config) and compute-matched PQN on all five MinAtar games,
 # 1M env steps, held-out seeds 5-9 (never used for tuning; tuning used seeds 0-2), 5 seeds vmapped per run,
 # greedy evaluation over 128 episodes at the end. Reproduce from the repository root:
-#   bash experiments/study-1m/run.sh          (~25 min per game on 2 CPU cores; finished points are skipped)
+#   bash experiments/study-1m/run.sh          (27-78 min per game on 2 shared CPU cores; finished points are skipped)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/study-1m/runs
