@@ -1,6 +1,7 @@
 """Learning curves: one panel per game, behaviour (solid) and greedy (dashed) policy of each variant,
 mean over seeds with a shaded 95 % bootstrap band, each seed's curve smoothed over ``window`` points."""
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -28,7 +29,10 @@ def band(curves: pl.DataFrame, resamples: int = 1000, seed: int = 0) -> tuple[np
     wide = curves.pivot(on="run_id", index="env_step", values="value", aggregate_function="mean").sort("env_step")
     steps = wide["env_step"].to_numpy()
     matrix = wide.drop("env_step").to_numpy().astype(np.float64).T  # [runs, steps]
-    with np.errstate(all="ignore"):
+    # A step where no resampled run has a value is NaN by design (the curve has a gap there); numpy's
+    # "Mean of empty slice" warnings about it are noise.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(matrix, axis=0)
         n = matrix.shape[0]
         if n < 2:

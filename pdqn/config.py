@@ -162,6 +162,10 @@ class DynaConfig:
     max_disagreeing_cells: int | None = None
     """Trust an imagined step only while the ensemble members' thresholded next observations differ
     in at most this many cells (None: no such gate; needs ensemble_size >= 2)."""
+    imagined_loss_mean: Literal["trusted", "batch"] = "trusted"
+    """How an imagined minibatch's TD loss is averaged: "trusted" over its live trusted transitions
+    (every imagined step is full-size), "batch" over all its rows (a minibatch that is mostly untrusted
+    or past termination moves the network proportionally less)."""
     use_plan_eps: bool = False
     """Use the planning epsilon schedule below instead of the behaviour epsilon."""
     plan_eps_start: float = 1.0

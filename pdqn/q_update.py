@@ -23,12 +23,23 @@ class QBatch(eqx.Module):
 
 
 def td_loss(q_net: QNetwork, batch: QBatch) -> tuple[Float[Array, ""], Float[Array, ""]]:
-    """Half the weighted mean squared error between Q(s, a) and its target; also mean Q(s, a)."""
+    """Half the weighted mean squared error between Q(s, a) and its target; also mean Q(s, a).
+
+    The mean is over the weighted rows, so a minibatch with few live rows still takes a full-size step.
+    """
     q = q_net(batch.obs)
     q_sa = jnp.take_along_axis(q, batch.action[:, None], axis=-1)[:, 0]
     total = jnp.maximum(jnp.sum(batch.weight), 1.0)
     loss = 0.5 * jnp.sum(batch.weight * jnp.square(q_sa - batch.target)) / total
     return loss, jnp.sum(batch.weight * q_sa) / total
+
+
+def batch_mean_td_loss(q_net: QNetwork, batch: QBatch) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """``td_loss`` scaled by the minibatch's live fraction: the weighted squared error summed and divided
+    by the number of rows, so a minibatch whose rows are mostly untrusted moves the network less."""
+    loss, mean_q = td_loss(q_net, batch)
+    live_fraction = jnp.sum(batch.weight) / batch.weight.shape[0]
+    return loss * live_fraction, mean_q
 
 
 def minibatches(key: PRNGKeyArray, data: PyTree, num_minibatches: int) -> PyTree:

@@ -7,6 +7,7 @@ update = collect -> Q(lambda) targets -> epochs x minibatches of TD updates
 """
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -21,7 +22,7 @@ from pdqn.envs import VecEnv, make_env
 from pdqn.evaluation import evaluate_greedy
 from pdqn.networks import QNetwork
 from pdqn.planning import ensemble_step_model, imagine, imagined_batch
-from pdqn.q_update import QBatch, linear_decay, q_optimiser, sgd_epochs, td_loss
+from pdqn.q_update import QBatch, batch_mean_td_loss, linear_decay, q_optimiser, sgd_epochs, td_loss
 from pdqn.rollout import Rollout, collect, episode_metrics
 from pdqn.schedules import linear_epsilon
 from pdqn.state import TrainState
@@ -119,10 +120,16 @@ class Trainer(eqx.Module):
         )
 
     def train_q(
-        self, state: TrainState, key: PRNGKeyArray, batch: QBatch, epochs: int, minibatches: int
+        self,
+        state: TrainState,
+        key: PRNGKeyArray,
+        batch: QBatch,
+        epochs: int,
+        minibatches: int,
+        loss_fn: Callable[[QNetwork, QBatch], tuple[Float[Array, ""], Float[Array, ""]]] = td_loss,
     ) -> tuple[TrainState, Float[Array, ""], Float[Array, ""]]:
         q_net, opt_state, (loss, mean_q) = sgd_epochs(
-            td_loss,
+            loss_fn,
             q_optimiser(self.config.pqn.max_grad_norm),
             self.learning_rate(state.update),
             state.q_net,
@@ -189,7 +196,10 @@ class Trainer(eqx.Module):
             dyna.max_disagreeing_cells,
         )
         batch = imagined_batch(imagined, pqn.gamma, pqn.td_lambda)
-        planned, loss, mean_q = self.train_q(state, k_update, batch, dyna.plan_epochs, dyna.plan_minibatches)
+        loss_fn = batch_mean_td_loss if dyna.imagined_loss_mean == "batch" else td_loss
+        planned, loss, mean_q = self.train_q(
+            state, k_update, batch, dyna.plan_epochs, dyna.plan_minibatches, loss_fn
+        )
         active = state.update >= dyna.planning_delay
         keep = lambda s: (s.q_net, s.q_opt_state)  # noqa: E731
         chosen = jax.tree.map(lambda new, old: jnp.where(active, new, old), keep(planned), keep(state))

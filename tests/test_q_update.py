@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdqn.networks import QNetwork
-from pdqn.q_update import QBatch, q_optimiser, sgd_epochs, td_loss
+from pdqn.q_update import QBatch, batch_mean_td_loss, q_optimiser, sgd_epochs, td_loss
 
 
 def batch(weight: float) -> QBatch:
@@ -26,6 +26,18 @@ def test_weighted_td_loss_ignores_zero_weight_rows():
     np.testing.assert_allclose(td_loss(net, half)[0], td_loss(net, first)[0], rtol=1e-6)
     q_sa = net(full.obs)[jnp.arange(16), full.action]
     np.testing.assert_allclose(td_loss(net, full)[0], 0.5 * jnp.mean((q_sa - full.target) ** 2), rtol=1e-6)
+
+
+def test_batch_mean_td_loss_divides_by_all_rows_so_sparse_minibatches_weigh_less():
+    net = QNetwork((5, 5, 2), 3, key=jax.random.PRNGKey(1))
+    full = batch(1.0)
+    quarter = QBatch(obs=full.obs, action=full.action, target=full.target, weight=(jnp.arange(16) < 4).astype(jnp.float32))
+    q_sa = net(full.obs)[jnp.arange(16), full.action]
+    by_hand = 0.5 * jnp.sum((q_sa[:4] - full.target[:4]) ** 2) / 16
+    np.testing.assert_allclose(batch_mean_td_loss(net, quarter)[0], by_hand, rtol=1e-6)
+    np.testing.assert_allclose(batch_mean_td_loss(net, quarter)[0], td_loss(net, quarter)[0] / 4, rtol=1e-6)
+    np.testing.assert_allclose(batch_mean_td_loss(net, full)[0], td_loss(net, full)[0], rtol=1e-6)
+    np.testing.assert_allclose(batch_mean_td_loss(net, quarter)[1], jnp.mean(q_sa[:4]), rtol=1e-6)
 
 
 def test_minibatches_without_weight_leave_network_and_optimiser_unchanged():

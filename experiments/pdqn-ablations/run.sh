@@ -3,7 +3,7 @@
 # 1M env steps, greedy evaluation over 128 episodes at the end, on SpaceInvaders (where planning hurt most).
 # Reproduce from the repository root:
 #   bash experiments/pdqn-ablations/run.sh     (finished points are skipped; ~6-9 min per PDQN point on 2 CPU cores)
-#   GAMES="space_invaders breakout" bash experiments/pdqn-ablations/run.sh   (Breakout as well: not run yet)
+#   GAMES="freeway asterix seaquest" bash experiments/pdqn-ablations/run.sh   (the games where PDQN lost most)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/pdqn-ablations/runs
@@ -19,9 +19,12 @@ point() {  # point LABEL GAME ARGS...
 }
 for game in $GAMES; do
   point pqn "$game" --alg pqn
-  point pdqn "$game" --alg pdqn
   # ensemble of 3 models; trust a step while the members' next observations differ in at most 1 cell
   point pdqn-ens3-gate-1 "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1
+  # the same gate, imagined TD loss averaged over all rows: a mostly untrusted minibatch moves Q less
+  point pdqn-ens3-gate-1-batch-mean "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
+    --dyna.imagined-loss-mean batch
+  point pdqn "$game" --alg pdqn
   if [ "${MORE:-0}" = 1 ]; then  # planned, not run yet (session time): MORE=1 bash experiments/pdqn-ablations/run.sh
     # twice the imagined gradient steps per update (40 imagined vs 64 real)
     point pdqn-plan-epochs-2 "$game" --alg pdqn --dyna.plan-epochs 2
