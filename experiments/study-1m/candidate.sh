@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Next candidate on the study's protocol (held-out seeds 5-9, 1M steps, 5 seeds vmapped): PDQN with an ensemble
+# of 3 models, an imagined step trusted while the members differ in at most 1 cell, and the imagined TD loss
+# averaged over whole minibatches (screened on tuning seeds in experiments/pdqn-ablations/). Not run yet.
+# Reproduce from the repository root: bash experiments/study-1m/candidate.sh   (finished games are skipped)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=experiments/study-1m/runs
+GAMES=${GAMES:-"breakout space_invaders freeway asterix seaquest"}
+for game in $GAMES; do
+  dir="$OUT/$game-pdqn-ens3-gate-1-batch-mean"
+  if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; continue; fi
+  rm -rf "$dir"
+  python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" --total-timesteps 1003520 --num-seeds 5 \
+    --seed 5 --eval-envs 128 --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
+    --dyna.imagined-loss-mean batch --track.experiment pdqn-ens3-gate-1-batch-mean 2>&1 | tail -n 1
+done
