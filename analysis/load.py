@@ -6,6 +6,7 @@ sweep point), ``seed``, ``run_id``, ``sweep``, ``env_step``, then the metric col
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import polars as pl
@@ -107,6 +108,10 @@ def load_aim(repo: str | Path, sweep: str | None = None) -> pl.DataFrame:
     return _tidy(pl.concat(frames, how="diagonal_relaxed"))
 
 
+class UnfinishedRunWarning(UserWarning):
+    """A run directory without ``summary.json`` was read: its final numbers are its last logged ones."""
+
+
 def _run_config(run_dir: Path) -> dict:
     for name in ("summary.json", "config.json"):
         file = run_dir / name
@@ -129,6 +134,12 @@ def load_run_dirs(paths: list[str | Path]) -> pl.DataFrame:
         for metrics in found:
             run_dir = metrics.parent
             config = _run_config(run_dir)
+            if not (run_dir / "summary.json").exists():
+                warnings.warn(
+                    f"{run_dir} has no summary.json (still training or stopped): its last logged update counts as final",
+                    UnfinishedRunWarning,
+                    stacklevel=2,
+                )
             track = config.get("track", {})
             rows = pl.read_parquet(metrics)
             sweep = track.get("sweep", "") or ""

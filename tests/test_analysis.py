@@ -19,10 +19,13 @@ from analysis import (
     per_game_table,
     probability_of_improvement,
 )
+from analysis.load import UnfinishedRunWarning
 from analysis.report import main as report_main
 
 
-def fake_run_dir(root: Path, alg: str, game: str, finals: list[float], updates: int = 20) -> Path:
+def fake_run_dir(
+    root: Path, alg: str, game: str, finals: list[float], updates: int = 20, finished: bool = True
+) -> Path:
     run_dir = root / f"{alg}-{game}"
     run_dir.mkdir(parents=True)
     frames = []
@@ -42,6 +45,8 @@ def fake_run_dir(root: Path, alg: str, game: str, finals: list[float], updates: 
     pl.concat(frames).write_parquet(run_dir / "metrics.parquet")
     config = {"alg": alg, "env": game, "track": {"sweep": "", "experiment": ""}}
     (run_dir / "config.json").write_text(json.dumps(config))
+    if finished:
+        (run_dir / "summary.json").write_text(json.dumps({"config": config}))
     return run_dir
 
 
@@ -68,6 +73,13 @@ def test_final_returns_and_per_game_table(runs):
     assert row["greedy_mean"] == pytest.approx(2.0)
     assert row["greedy_se"] == pytest.approx(1.0 / np.sqrt(3))
     assert 1.0 <= row["greedy_ci_low"] <= 2.0 <= row["greedy_ci_high"] <= 3.0
+
+
+def test_a_run_without_summary_is_read_with_a_warning_that_its_last_update_counts_as_final(tmp_path):
+    fake_run_dir(tmp_path, "pqn", "breakout", [1.0, 2.0], finished=False)
+    with pytest.warns(UnfinishedRunWarning, match="pqn-breakout has no summary.json"):
+        finals = final_returns(load_run_dirs([tmp_path]))
+    assert finals["greedy"].to_list() == [1.0, 2.0]
 
 
 def test_iqm_normalisation_and_probability_of_improvement(runs):
