@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Next candidate on the study's protocol (held-out seeds 5-9, 1M steps, 5 seeds vmapped): PDQN with an ensemble
 # of 3 models, an imagined step trusted while the members differ in at most 1 cell, and the imagined TD loss
-# averaged over whole minibatches (screened on tuning seeds in experiments/pdqn-ablations/). Run so far: SpaceInvaders.
+# averaged over whole minibatches (screened on tuning seeds in experiments/pdqn-ablations/). Run so far: SpaceInvaders, Freeway.
 # Reproduce from the repository root: bash experiments/study-1m/candidate.sh   (finished games are skipped)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
