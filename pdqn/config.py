@@ -157,8 +157,12 @@ class DynaConfig:
     binarize: Literal["threshold", "sample"] = "threshold"
     """How imagined next observations are binarised before they are fed back."""
     max_cell_uncertainty: float = 0.5
-    """Trust an imagined step only while every predicted cell probability p has min(p, 1-p) at most
-    this (0.5 trusts every step); untrusted steps and their successors carry no weight."""
+    """A predicted cell is uncertain when its probability p has min(p, 1-p) above this (0.5: none is);
+    an imagined step is trusted only while it has at most max_uncertain_cells uncertain cells.
+    Untrusted steps and their successors carry no weight."""
+    max_uncertain_cells: int = 0
+    """Uncertain cells (see max_cell_uncertainty) an imagined step may have and still be trusted; a
+    one-frame model cannot know MinAtar's hidden timers, so some cells of a good prediction stay uncertain."""
     max_disagreeing_cells: int | None = None
     """Trust an imagined step only while the ensemble members' thresholded next observations differ
     in at most this many cells (None: no such gate; needs ensemble_size >= 2)."""
@@ -190,6 +194,12 @@ class DynaConfig:
                 "plan_epochs",
                 "plan_minibatches",
             ),
+        )
+        _require(
+            isinstance(self.max_uncertain_cells, int) and self.max_uncertain_cells >= 0,
+            p + "max_uncertain_cells",
+            self.max_uncertain_cells,
+            "a non-negative integer",
         )
         _require(
             isinstance(self.planning_delay, int) and self.planning_delay >= 0,

@@ -33,6 +33,8 @@ class ImaginedRollout(eqx.Module):
     """False from the first step whose predicted next observation was too uncertain."""
     disagreeing_cells: Int[Array, "H rollouts"]
     """Cells the ensemble members disagreed on (0 for a single model)."""
+    uncertain_cells: Int[Array, "H rollouts"]
+    """Predicted cells with ``min(p, 1 - p)`` above the uncertainty bound."""
     q_next_max: Float[Array, "H rollouts"]
 
 
@@ -46,6 +48,7 @@ class ImaginedStep(eqx.Module):
     alive: Bool[Array, " rollouts"]
     trusted: Bool[Array, " rollouts"]
     disagreeing_cells: Int[Array, " rollouts"]
+    uncertain_cells: Int[Array, " rollouts"]
     q_next_max: Float[Array, " rollouts"]
 
 
@@ -68,12 +71,14 @@ def imagine(
     binarize: str,
     max_cell_uncertainty: float = 0.5,
     max_disagreeing_cells: int | None = None,
+    max_uncertain_cells: int = 0,
 ) -> ImaginedRollout:
     """Roll the model forward from ``start_obs``; an imagined episode that ends stays ended.
 
-    A step is trusted while every predicted cell probability ``p`` of every step so far had
-    ``min(p, 1 - p) <= max_cell_uncertainty`` (0.5 trusts everything) and, given a bound, the
-    ensemble members disagreed on at most ``max_disagreeing_cells`` cells of each prediction.
+    A step is trusted while every step so far predicted at most ``max_uncertain_cells`` cells
+    whose probability ``p`` has ``min(p, 1 - p) > max_cell_uncertainty`` (a bound of 0.5 trusts
+    everything) and, given a bound, the ensemble members disagreed on at most
+    ``max_disagreeing_cells`` cells of each prediction.
     """
 
     def step(carry, key):
@@ -83,7 +88,8 @@ def imagine(
         pred = step_model(obs, action, k_model)
         next_obs = binarise(k_obs, pred.next_obs_logits, binarize)
         p = jax.nn.sigmoid(pred.next_obs_logits)
-        trusted = trusted & (jnp.max(jnp.minimum(p, 1.0 - p), axis=(1, 2, 3)) <= max_cell_uncertainty)
+        uncertain = jnp.sum(jnp.minimum(p, 1.0 - p) > max_cell_uncertainty, axis=(1, 2, 3))
+        trusted = trusted & (uncertain <= max_uncertain_cells)
         disagreeing = jnp.zeros(obs.shape[0], jnp.int32) if pred.disagreeing_cells is None else pred.disagreeing_cells
         if max_disagreeing_cells is not None:
             if pred.disagreeing_cells is None:
@@ -99,6 +105,7 @@ def imagine(
             alive=alive,
             trusted=trusted,
             disagreeing_cells=disagreeing,
+            uncertain_cells=uncertain,
             q_next_max=greedy_value(q_next),
         )
         return (next_obs, q_next, alive & ~terminated, trusted), transition

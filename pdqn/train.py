@@ -194,6 +194,7 @@ class Trainer(eqx.Module):
             dyna.binarize,
             dyna.max_cell_uncertainty,
             dyna.max_disagreeing_cells,
+            dyna.max_uncertain_cells,
         )
         batch = imagined_batch(imagined, pqn.gamma, pqn.td_lambda)
         loss_fn = batch_mean_td_loss if dyna.imagined_loss_mean == "batch" else td_loss
@@ -205,12 +206,13 @@ class Trainer(eqx.Module):
         chosen = jax.tree.map(lambda new, old: jnp.where(active, new, old), keep(planned), keep(state))
         state = eqx.tree_at(keep, state, chosen)
         nan = jnp.asarray(jnp.nan, jnp.float32)
-        if dyna.ensemble_size > 1:  # mean over the live imagined steps
-            live = imagined.alive.astype(jnp.float32)
-            disagreement = jnp.sum(imagined.disagreeing_cells * live) / jnp.maximum(jnp.sum(live), 1.0)
-            extra: Metrics = {"imagined_disagreeing_cells": disagreement}
-        else:
-            extra = {}
+        live = imagined.alive.astype(jnp.float32)
+        live_mean = lambda x: jnp.sum(x * live) / jnp.maximum(jnp.sum(live), 1.0)  # noqa: E731
+        extra: Metrics = {}
+        if dyna.ensemble_size > 1:
+            extra["imagined_disagreeing_cells"] = live_mean(imagined.disagreeing_cells)
+        if dyna.max_cell_uncertainty < 0.5:
+            extra["imagined_uncertain_cells"] = live_mean(imagined.uncertain_cells)
         return state, extra | {
             "planning_active": active,
             "imagined_td_loss": jnp.where(active, loss, nan),

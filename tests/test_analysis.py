@@ -211,3 +211,29 @@ def test_model_quality_averages_the_late_updates_and_sets_pqn_q_beside_pdqn(runs
     with pytest.raises(SystemExit) as exit_:
         quality_main(["--runs", str(runs / "pqn-breakout"), "--out", str(out)])
     assert exit_.value.code == 2
+
+
+def test_gate_table_scores_each_gate_by_what_it_trusts_and_how_often_that_is_exact():
+    from analysis.gate_quality import Gate, gate_table
+
+    steps = {  # four real steps: the model is exact on the first two
+        "wrong_cells": np.array([0, 0, 3, 1]),
+        "disagreeing_cells": np.array([0, 2, 0, 5]),
+        "uncertain_cells_0.2": np.array([0, 1, 4, 2]),
+    }
+    gates = [Gate("none", "none"), Gate("agree", "disagree", 0), Gate("unsure <= 1", "uncertain", 1, 0.2)]
+    table = gate_table(steps, gates).rows_by_key("gate", named=True, unique=True)
+    assert table["none"] == {"trusted": 1.0, "exact (trusted)": 0.5, "exact (untrusted)": None, "wrong cells (trusted)": 1.0}
+    assert table["agree"] == {"trusted": 0.5, "exact (trusted)": 0.5, "exact (untrusted)": 0.5, "wrong cells (trusted)": 1.5}
+    assert table["unsure <= 1"] == {"trusted": 0.5, "exact (trusted)": 1.0, "exact (untrusted)": 0.0, "wrong cells (trusted)": 0.0}
+
+
+def test_gate_quality_without_a_policy_is_one_line_exit_2(tmp_path, capsys):
+    from analysis.gate_quality import main as gate_quality_main
+
+    with pytest.raises(SystemExit) as exit_:
+        gate_quality_main(["--runs", str(tmp_path / "no-run"), "--out", str(tmp_path / "gates.md")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'no-run'}: ")
+    assert not (tmp_path / "gates.md").exists()

@@ -133,6 +133,7 @@ def test_untrusted_imagined_steps_carry_no_weight_and_cut_the_trace():
         alive=col(True, True, True),
         trusted=col(True, True, False),
         disagreeing_cells=col(0, 0, 0),
+        uncertain_cells=col(0, 0, 0),
         q_next_max=col(10.0, 20.0, 30.0),
     )
     batch = imagined_batch(rollout, gamma=0.9, td_lambda=0.5)
@@ -147,12 +148,13 @@ def test_ensemble_sampled_binarisation_planning_epsilon_and_batch_mean_loss_run(
         alg="pdqn",
         log_every=2,
         dyna=dict(ensemble_size=2, binarize="sample", use_plan_eps=True, plan_eps_start=0.5, max_cell_uncertainty=0.4,
-                  max_disagreeing_cells=3, imagined_loss_mean="batch"),
+                  max_uncertain_cells=50, max_disagreeing_cells=3, imagined_loss_mean="batch"),
     )
     trainer = Trainer(config)
     states, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(2))
     assert jax.tree.leaves(states.model)[0].shape[:2] == (1, 2)  # seeds x members
-    for name in ("td_loss", "model_loss", "imagined_td_loss", "imagined_trusted_fraction", "imagined_disagreeing_cells"):
+    for name in ("td_loss", "model_loss", "imagined_td_loss", "imagined_trusted_fraction", "imagined_disagreeing_cells",
+                 "imagined_uncertain_cells"):
         assert np.all(np.isfinite(np.asarray(metrics[name]))), name
     assert float(trainer.plan_epsilon(jnp.asarray(0))) == 0.5
 
@@ -198,3 +200,41 @@ def test_disagreement_gate_needs_an_ensemble():
         DynaConfig(max_disagreeing_cells=2)
     with pytest.raises(ConfigError, match="dyna.max_disagreeing_cells=-1"):
         DynaConfig(ensemble_size=3, max_disagreeing_cells=-1)
+
+
+def hesitant_model(obs, action, key) -> Prediction:
+    """Keeps the grid as it is, but from the second step on (when the first cell is off) is unsure about
+    the last two cells of the first row: p = 0.3 and p = 0.9."""
+    first_off = obs[:, 0, 0, 0] == 0.0
+    logits = 20.0 * (2.0 * jnp.roll(obs, 1, axis=2) - 1.0)
+    unsure = jnp.log(jnp.asarray([0.3, 0.9]) / (1.0 - jnp.asarray([0.3, 0.9])))
+    logits = logits.at[:, 0, 2:, 0].set(jnp.where(first_off[:, None], unsure, logits[:, 0, 2:, 0]))
+    zeros = jnp.zeros(obs.shape[0])
+    return Prediction(next_obs_logits=logits, reward=zeros + 1.0, terminated_logit=zeros - 30.0)
+
+
+@pytest.mark.parametrize(
+    "bound, count, uncertain, trusted",
+    [
+        (0.5, 0, [0, 0, 0], [1, 1, 1]),  # 0.5: no cell is ever uncertain
+        (0.05, 0, [0, 2, 2], [1, 0, 0]),  # both unsure cells count; none allowed
+        (0.05, 1, [0, 2, 2], [1, 0, 0]),
+        (0.05, 2, [0, 2, 2], [1, 1, 1]),
+        (0.2, 1, [0, 1, 1], [1, 1, 1]),  # min(p, 1-p) = 0.1 is within the bound, 0.3 is not
+        (0.2, 0, [0, 1, 1], [1, 0, 0]),
+    ],
+)
+def test_uncertain_cell_gate_counts_unsure_cells_and_distrusts_successors(bound, count, uncertain, trusted):
+    start = jnp.zeros((2, 3, 4, 1)).at[:, 0, 0, 0].set(1.0)
+    q_net = QNetwork((3, 4, 1), 2, hidden_size=8, conv_features=2, key=jax.random.PRNGKey(0))
+    rollout = imagine(
+        hesitant_model, q_net, start, jax.random.PRNGKey(1), jnp.asarray(0.0),
+        horizon=3, binarize="threshold", max_cell_uncertainty=bound, max_uncertain_cells=count,
+    )  # fmt: skip
+    np.testing.assert_array_equal(rollout.uncertain_cells[:, 0], uncertain)
+    np.testing.assert_array_equal(rollout.trusted[:, 0], np.asarray(trusted, bool))
+
+
+def test_uncertain_cell_count_must_be_a_non_negative_integer():
+    with pytest.raises(ConfigError, match="dyna.max_uncertain_cells=-1 is invalid: must be a non-negative integer"):
+        DynaConfig(max_uncertain_cells=-1)

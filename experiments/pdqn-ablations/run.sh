@@ -4,6 +4,8 @@
 # Reproduce from the repository root:
 #   bash experiments/pdqn-ablations/run.sh     (finished points are skipped; ~6-9 min per PDQN point on 2 CPU cores)
 #   GAMES="freeway asterix seaquest" bash experiments/pdqn-ablations/run.sh   (the games where PDQN lost most)
+#   ONLY=pdqn-uncertain-2-batch-mean GAMES="space_invaders asterix seaquest" bash experiments/pdqn-ablations/run.sh
+#     (one variant only; the others of those games are skipped)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/pdqn-ablations/runs
@@ -12,6 +14,7 @@ COMMON=(--total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128)
 point() {  # point LABEL GAME ARGS...
   local name=$1 game=$2; shift 2
   local dir="$OUT/$game-$name"
+  if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$name" ]; then return; fi
   if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; return; fi
   rm -rf "$dir"
   python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" "${COMMON[@]}" --track.experiment "$name" "$@" \
@@ -25,6 +28,10 @@ for game in $GAMES; do
   point pdqn-ens3-gate-1-batch-mean "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
     --dyna.imagined-loss-mean batch
   point pdqn "$game" --alg pdqn
+  # one model; trust a step while at most 2 cells have min(p, 1-p) > 0.2 (gate_quality.md: sharper than
+  # disagreement where the model is good), imagined loss averaged over all rows
+  point pdqn-uncertain-2-batch-mean "$game" --alg pdqn --dyna.max-cell-uncertainty 0.2 --dyna.max-uncertain-cells 2 \
+    --dyna.imagined-loss-mean batch
   if [ "${MORE:-0}" = 1 ]; then  # planned, not run yet (session time): MORE=1 bash experiments/pdqn-ablations/run.sh
     # twice the imagined gradient steps per update (40 imagined vs 64 real)
     point pdqn-plan-epochs-2 "$game" --alg pdqn --dyna.plan-epochs 2
