@@ -75,7 +75,7 @@ def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Arra
     if tree["model"] is None:
         raise ValueError(f"{run_dir} is a PQN run: it has no dynamics model")
     q_net, model = select_seed(tree["q_net"], seed_index), select_seed(tree["model"], seed_index)
-    env = make_env(config.env, envs)
+    env = make_env(config.env, envs, config.frame_stack)
 
     def step(carry, key):
         obs, state, stats = carry

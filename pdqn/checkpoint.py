@@ -261,10 +261,18 @@ def load(meta_path: Path, config: Config, like: dict[str, Any]) -> Checkpoint:
     return Checkpoint(states=tree["states"], eval_key=tree["eval_key"], meta=meta)
 
 
+def _normalised(saved: Any) -> Any:
+    """A saved config as this version writes it: options added since it was saved take their defaults."""
+    try:
+        return config_dict(config_from_dict(saved))
+    except Exception:  # not a valid config at all: compared as saved, so it cannot match
+        return saved
+
+
 def _read_checkpoint(meta_path: Path, config: Config) -> tuple[dict[str, Any], bytes]:
     meta = _read_json(meta_path, "checkpoint metadata")
     _check_version(meta, meta_path)
-    if meta.get("config") != config_dict(config):
+    if _normalised(meta.get("config")) != config_dict(config):
         raise CheckpointError(f"checkpoint {meta_path} was saved by a run with another config")
     eqx_path = meta_path.with_name(str(meta.get("file", "")))
     try:

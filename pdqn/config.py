@@ -295,6 +295,9 @@ class Config:
     """Algorithm: pqn, or pdqn (PQN plus Dyna-style planning with a learned model)."""
     env: GameName = "breakout"
     """MinAtar game."""
+    frame_stack: int = 1
+    """Observe the last k frames stacked along the channels (zeros before the episode's start), for the
+    Q-network and the dynamics model alike: MinAtar's objects move on timers that one frame does not show."""
     total_timesteps: int = 10_000_000
     """Environment steps per seed."""
     num_seeds: int = 1
@@ -321,7 +324,7 @@ class Config:
     def __post_init__(self) -> None:
         _require(self.env in GAMES, "env", self.env, "one of " + "|".join(GAMES))
         _require(self.alg in ("pqn", "pdqn"), "alg", self.alg, "one of pqn|pdqn")
-        _positive_ints("", self, ("total_timesteps", "num_seeds", "eval_envs"))
+        _positive_ints("", self, ("total_timesteps", "num_seeds", "eval_envs", "frame_stack"))
         _require(
             isinstance(self.seed, int) and 0 <= self.seed < 2**31 - self.num_seeds,
             "seed",

@@ -23,8 +23,17 @@ class Prediction(eqx.Module):
     """Cells whose thresholded prediction differs between ensemble members (None: one model)."""
 
 
+CERTAIN_LOGIT = 30.0
+"""The logit of a cell the model copies rather than predicts (p = 1 - 1e-13)."""
+
+
 class DynamicsModel(eqx.Module):
-    """An MLP over the flattened observation and the one-hot action, with three heads."""
+    """An MLP over the flattened observation and the one-hot action, with three heads.
+
+    With ``frames > 1`` the observation is a stack of frames (oldest first along the channels) and
+    the model predicts only the newest frame of the next stack; the older ones are the current
+    stack shifted by one frame, which the prediction copies with certainty.
+    """
 
     encoder: Dense
     encoder_norm: LayerNorm
@@ -36,22 +45,36 @@ class DynamicsModel(eqx.Module):
     skip_scale: Float[Array, " channels"]
     obs_shape: tuple[int, int, int] = eqx.field(static=True)
     num_actions: int = eqx.field(static=True)
+    frames: int = eqx.field(static=True)
 
     def __init__(
-        self, obs_shape: tuple[int, int, int], num_actions: int, hidden: int, *, key: PRNGKeyArray
+        self,
+        obs_shape: tuple[int, int, int],
+        num_actions: int,
+        hidden: int,
+        *,
+        key: PRNGKeyArray,
+        frames: int = 1,
     ):
+        if obs_shape[2] % frames:
+            raise ValueError(f"{obs_shape[2]} observation channels do not split into {frames} frames")
         k_enc, k_trunk, k_obs, k_rew, k_term = jax.random.split(key, 5)
         flat = obs_shape[0] * obs_shape[1] * obs_shape[2]
         self.obs_shape = obs_shape
         self.num_actions = num_actions
+        self.frames = frames
         self.encoder = Dense(flat + num_actions, hidden, key=k_enc)
         self.encoder_norm = LayerNorm(hidden)
         self.trunk = Dense(hidden + num_actions, hidden, key=k_trunk)
         self.trunk_norm = LayerNorm(hidden)
-        self.obs_head = Dense(hidden, flat, key=k_obs)
+        self.obs_head = Dense(hidden, flat // frames, key=k_obs)
         self.reward_head = Dense(hidden, 1, key=k_rew)
         self.terminated_head = Dense(hidden, 1, key=k_term)
-        self.skip_scale = jnp.full((obs_shape[2],), 2.0, jnp.float32)
+        self.skip_scale = jnp.full((obs_shape[2] // frames,), 2.0, jnp.float32)
+
+    @property
+    def frame_channels(self) -> int:
+        return self.obs_shape[2] // self.frames
 
     def __call__(
         self, obs: Float[Array, "batch height width channels"], action: Int[Array, " batch"]
@@ -61,9 +84,13 @@ class DynamicsModel(eqx.Module):
         x = jnp.concatenate([obs.reshape(batch, -1), one_hot], axis=-1)
         x = jax.nn.relu(self.encoder_norm(self.encoder(x)))
         x = jax.nn.relu(self.trunk_norm(self.trunk(jnp.concatenate([x, one_hot], axis=-1))))
-        skip = (2.0 * obs - 1.0) * self.skip_scale
+        newest = obs[..., obs.shape[-1] - self.frame_channels :]
+        logits = self.obs_head(x).reshape(newest.shape) + (2.0 * newest - 1.0) * self.skip_scale
+        if self.frames > 1:
+            older = obs[..., self.frame_channels :]
+            logits = jnp.concatenate([CERTAIN_LOGIT * (2.0 * older - 1.0), logits], axis=-1)
         return Prediction(
-            next_obs_logits=self.obs_head(x).reshape(obs.shape) + skip,
+            next_obs_logits=logits,
             reward=self.reward_head(x)[:, 0],
             terminated_logit=self.terminated_head(x)[:, 0],
         )
@@ -76,11 +103,23 @@ class Ensemble(eqx.Module):
     size: int = eqx.field(static=True)
 
     def __init__(
-        self, obs_shape: tuple[int, int, int], num_actions: int, hidden: int, size: int, *, key: PRNGKeyArray
+        self,
+        obs_shape: tuple[int, int, int],
+        num_actions: int,
+        hidden: int,
+        size: int,
+        *,
+        key: PRNGKeyArray,
+        frames: int = 1,
     ):
-        make = lambda k: DynamicsModel(obs_shape, num_actions, hidden, key=k)  # noqa: E731
+        make = lambda k: DynamicsModel(obs_shape, num_actions, hidden, key=k, frames=frames)  # noqa: E731
         self.members = eqx.filter_vmap(make)(jax.random.split(key, size))
         self.size = size
+
+    @property
+    def frame_channels(self) -> int:
+        """Channels of the newest frame: the part of an observation the model predicts."""
+        return self.members.frame_channels
 
     def __call__(
         self, obs: Float[Array, "batch height width channels"], action: Int[Array, " batch"]
@@ -107,23 +146,28 @@ def model_loss(model: Ensemble, batch: ModelBatch) -> tuple[Float[Array, ""], di
     """
     pred = model(batch.obs, batch.action)
     terminated = batch.terminated.astype(jnp.float32)
-    obs_bce = jnp.mean(optax.sigmoid_binary_cross_entropy(pred.next_obs_logits, batch.next_obs), axis=(1, 2, 3, 4))
+    newest = slice(batch.obs.shape[-1] - model.frame_channels, None)  # older frames are copied, not learnt
+    obs_bce = jnp.mean(
+        optax.sigmoid_binary_cross_entropy(pred.next_obs_logits[..., newest], batch.next_obs[..., newest]),
+        axis=(1, 2, 3, 4),
+    )
     reward_mse = jnp.mean(jnp.square(pred.reward - batch.reward), axis=1)
     term_bce = jnp.mean(optax.sigmoid_binary_cross_entropy(pred.terminated_logit, terminated), axis=1)
     loss = jnp.sum(obs_bce + reward_mse + term_bce)
-    return loss, model_metrics(pred, batch) | {
+    return loss, model_metrics(pred, batch, model.frame_channels) | {
         "model_obs_loss": jnp.mean(obs_bce),
         "model_reward_loss": jnp.mean(reward_mse),
         "model_terminated_loss": jnp.mean(term_bce),
     }
 
 
-def model_metrics(pred: Prediction, batch: ModelBatch) -> dict[str, Array]:
-    """Accuracy figures of the ensemble's first member on a batch."""
-    predicted_obs = pred.next_obs_logits[0] > 0
-    target_obs = batch.next_obs > 0.5
+def model_metrics(pred: Prediction, batch: ModelBatch, frame_channels: int) -> dict[str, Array]:
+    """Accuracy figures of the ensemble's first member on a batch, over the newest frame's cells."""
+    newest = slice(batch.obs.shape[-1] - frame_channels, None)
+    predicted_obs = pred.next_obs_logits[0][..., newest] > 0
+    target_obs = batch.next_obs[..., newest] > 0.5
     correct = predicted_obs == target_obs
-    changed = target_obs != (batch.obs > 0.5)
+    changed = target_obs != (batch.obs[..., newest] > 0.5)
     predicted_term = pred.terminated_logit[0] > 0
     return {
         "model_cell_accuracy": jnp.mean(correct),

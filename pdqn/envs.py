@@ -46,16 +46,41 @@ class EnvStep(eqx.Module):
         return jnp.logical_or(self.terminated, self.truncated)
 
 
+class StackedState(eqx.Module):
+    """A game's state together with the frame stack it was last observed as."""
+
+    game: Any
+    frames: Float[Array, "envs height width channels"]
+
+
 class VecEnv(eqx.Module):
-    """``num_envs`` copies of one MinAtar game, stepped together with auto-reset."""
+    """``num_envs`` copies of one MinAtar game, stepped together with auto-reset.
+
+    With ``frames > 1`` an observation is the last ``frames`` frames stacked along the channel axis,
+    oldest first (frames from before the episode's start are zeros): MinAtar's objects move on hidden
+    timers that one frame does not show.
+    """
 
     env: Any = eqx.field(static=True)
     params: Any = eqx.field(static=True)
     num_envs: int = eqx.field(static=True)
+    frames: int = eqx.field(static=True, default=1)
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return tuple(self.env.observation_space(self.params).shape)  # type: ignore[return-value]
 
     @property
     def obs_shape(self) -> tuple[int, int, int]:
-        return tuple(self.env.observation_space(self.params).shape)  # type: ignore[return-value]
+        height, width, channels = self.frame_shape
+        return (height, width, channels * self.frames)
+
+    def _first_stack(self, frame: Float[Array, "envs height width c"]) -> Float[Array, "envs height width channels"]:
+        older = jnp.zeros((*frame.shape[:-1], frame.shape[-1] * (self.frames - 1)), frame.dtype)
+        return jnp.concatenate([older, frame], axis=-1)
+
+    def _push(self, stack: Array, frame: Array) -> Array:
+        return jnp.concatenate([stack[..., frame.shape[-1] :], frame], axis=-1)
 
     @property
     def num_actions(self) -> int:
@@ -72,23 +97,37 @@ class VecEnv(eqx.Module):
         stats = EpisodeStats(
             episode_return=jnp.zeros(self.num_envs), episode_length=jnp.zeros(self.num_envs, jnp.int32)
         )
-        return obs.astype(jnp.float32), state, stats
+        obs = obs.astype(jnp.float32)
+        if self.frames == 1:
+            return obs, state, stats
+        stack = self._first_stack(obs)
+        return stack, StackedState(game=state, frames=stack), stats
 
     def step(
         self, key: PRNGKeyArray, state: Any, stats: EpisodeStats, action: Int[Array, " envs"]
     ) -> tuple[EnvStep, Any, EpisodeStats]:
-        obs, state, reward, terminated, truncated, info = jax.vmap(
+        game = state.game if self.frames > 1 else state
+        obs, game, reward, terminated, truncated, info = jax.vmap(
             self.env.step, in_axes=(0, 0, 0, None)
-        )(jax.random.split(key, self.num_envs), state, action, self.params)
+        )(jax.random.split(key, self.num_envs), game, action, self.params)
         reward = reward.astype(jnp.float32)
         terminated = jnp.asarray(terminated, bool)
         truncated = jnp.logical_and(jnp.asarray(truncated, bool), ~terminated)
         done = jnp.logical_or(terminated, truncated)
+        obs = obs.astype(jnp.float32)
+        final_obs = info["final_observation"].astype(jnp.float32)
+        if self.frames > 1:
+            final_obs = self._push(state.frames, final_obs)
+            ended = done[:, None, None, None]
+            obs = jnp.where(ended, self._first_stack(obs), final_obs)
+            state = StackedState(game=game, frames=obs)
+        else:
+            state = game
         episode_return = stats.episode_return + reward
         episode_length = stats.episode_length + 1
         step = EnvStep(
-            obs=obs.astype(jnp.float32),
-            final_obs=info["final_observation"].astype(jnp.float32),
+            obs=obs,
+            final_obs=final_obs,
             reward=reward,
             terminated=terminated,
             truncated=truncated,
@@ -102,9 +141,9 @@ class VecEnv(eqx.Module):
         return step, state, stats
 
 
-def make_env(name: str, num_envs: int) -> VecEnv:
+def make_env(name: str, num_envs: int, frames: int = 1) -> VecEnv:
     """A vectorised MinAtar game by its short name (``breakout``, ``space_invaders``, ...)."""
     if name not in GYMNAX_IDS:
         raise ValueError(f"unknown env {name!r}: must be one of {'|'.join(GYMNAX_IDS)}")
     env, params = gymnax.make(GYMNAX_IDS[name])
-    return VecEnv(env=env, params=params, num_envs=num_envs)
+    return VecEnv(env=env, params=params, num_envs=num_envs, frames=frames)

@@ -45,13 +45,14 @@ class Trainer(eqx.Module):
     def __init__(self, config: Config, env: Any = None, env_params: Any = None):
         """``env``/``env_params`` replace the MinAtar game with any gymnax-style environment."""
         self.config = config
+        frames = config.frame_stack
         if env is None:
-            self.env = make_env(config.env, config.pqn.num_envs)
-            self.eval_env = make_env(config.env, config.eval_envs)
+            self.env = make_env(config.env, config.pqn.num_envs, frames)
+            self.eval_env = make_env(config.env, config.eval_envs, frames)
         else:
             params = env.default_params if env_params is None else env_params
-            self.env = VecEnv(env=env, params=params, num_envs=config.pqn.num_envs)
-            self.eval_env = VecEnv(env=env, params=params, num_envs=config.eval_envs)
+            self.env = VecEnv(env=env, params=params, num_envs=config.pqn.num_envs, frames=frames)
+            self.eval_env = VecEnv(env=env, params=params, num_envs=config.eval_envs, frames=frames)
 
     # ---- initialisation -------------------------------------------------------------
     def init(self, key: PRNGKeyArray) -> TrainState:
@@ -69,7 +70,12 @@ class Trainer(eqx.Module):
         model = model_opt_state = None
         if self.config.planning:
             model = Ensemble(
-                self.env.obs_shape, self.env.num_actions, dyna.model_hidden, dyna.ensemble_size, key=k_model
+                self.env.obs_shape,
+                self.env.num_actions,
+                dyna.model_hidden,
+                dyna.ensemble_size,
+                key=k_model,
+                frames=self.config.frame_stack,
             )
             model_opt_state = model_optimiser().init(eqx.filter(model, eqx.is_array))
         return TrainState(

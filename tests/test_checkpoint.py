@@ -118,6 +118,16 @@ def test_bad_checkpoints_raise_checkpoint_error(saved, tmp_path, edit, mentions)
         checkpoint.load_latest(copy, config, like(config))
 
 
+def test_a_checkpoint_saved_before_an_option_existed_still_loads_with_that_options_default(saved, tmp_path):
+    def drop_new_options(folder: Path) -> None:  # as written before these options were added
+        meta = json.loads((folder / "ckpt-00000003.json").read_text())
+        del meta["config"]["frame_stack"], meta["config"]["dyna"]["max_uncertain_cells"]
+        (folder / "ckpt-00000003.json").write_text(json.dumps(meta))
+
+    copy, config = corrupt_copy(saved, tmp_path, drop_new_options)
+    assert checkpoint.load_latest(copy, config, like(config)).meta["update"] == 3
+
+
 def test_shape_mismatch_is_reported(saved):
     run_dir, config, _ = saved
     bigger = tiny_config(alg="pdqn", num_seeds=2, run_dir=run_dir, pqn=dict(hidden_size=64))

@@ -39,6 +39,7 @@ def test_derived_values_are_properties():
         (lambda: DynaConfig(plan_minibatches=7), "dyna.plan_minibatches"),
         (lambda: DynaConfig(planning_delay=-1), "dyna.planning_delay"),
         (lambda: Config(num_seeds=0), "num_seeds"),
+        (lambda: Config(frame_stack=0), "frame_stack"),
         (lambda: Config(total_timesteps=100), "total_timesteps"),
         (lambda: Config(eval_every=2.0), "eval_every"),
         (lambda: Config(seed=-1), "seed"),

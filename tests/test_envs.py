@@ -54,3 +54,21 @@ def test_termination_is_not_truncation_and_records_the_return():
 def test_unknown_game_is_rejected():
     with pytest.raises(ValueError, match="unknown env"):
         make_env("pong", 1)
+
+
+def test_frame_stack_shifts_in_each_frame_and_starts_over_with_zeros_after_an_episode_ends():
+    chain = Chain(length=3)  # one-hot position on a 3x3 grid; action 0 moves right, action 1 quits
+    env = VecEnv(env=chain, params=chain.default_params, num_envs=1, frames=3)
+    assert env.obs_shape == (3, 3, 3)
+    position = lambda obs, frame: int(np.argmax(np.asarray(obs)[0, :, :, frame]))  # noqa: E731
+    obs, state, stats = env.reset(jax.random.PRNGKey(0))
+    assert not np.asarray(obs)[..., :2].any() and position(obs, 2) == 0  # older frames are zeros
+    out, state, stats = env.step(jax.random.PRNGKey(1), state, stats, jnp.zeros(1, jnp.int32))
+    assert not np.asarray(out.obs)[..., 0].any() and [position(out.obs, f) for f in (1, 2)] == [0, 1]
+    np.testing.assert_array_equal(out.final_obs, out.obs)
+    before = out.obs
+    out, state, stats = env.step(jax.random.PRNGKey(2), state, stats, jnp.ones(1, jnp.int32))
+    assert bool(out.terminated[0])  # quit: the final stack ends the episode, the next one starts over
+    np.testing.assert_array_equal(np.asarray(out.final_obs)[..., :2], np.asarray(before)[..., 1:])
+    assert position(out.final_obs, 2) == 1
+    assert not np.asarray(out.obs)[..., :2].any() and position(out.obs, 2) == 0

@@ -5,7 +5,8 @@
 #   bash experiments/pdqn-ablations/run.sh     (finished points are skipped; ~6-9 min per PDQN point on 2 CPU cores)
 #   GAMES="freeway asterix seaquest" bash experiments/pdqn-ablations/run.sh   (the games where PDQN lost most)
 #   ONLY=pdqn-uncertain-2-batch-mean GAMES="space_invaders asterix seaquest" bash experiments/pdqn-ablations/run.sh
-#     (one variant only; the others of those games are skipped)
+#     (only the named variants, space-separated; the others of those games are skipped)
+#   ONLY="pqn-frames-4 pdqn-frames-4" GAMES="freeway asterix space_invaders" bash experiments/pdqn-ablations/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/pdqn-ablations/runs
@@ -14,7 +15,7 @@ COMMON=(--total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128)
 point() {  # point LABEL GAME ARGS...
   local name=$1 game=$2; shift 2
   local dir="$OUT/$game-$name"
-  if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$name" ]; then return; fi
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
   if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; return; fi
   rm -rf "$dir"
   python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" "${COMMON[@]}" --track.experiment "$name" "$@" \
@@ -32,6 +33,9 @@ for game in $GAMES; do
   # disagreement where the model is good), imagined loss averaged over all rows
   point pdqn-uncertain-2-batch-mean "$game" --alg pdqn --dyna.max-cell-uncertainty 0.2 --dyna.max-uncertain-cells 2 \
     --dyna.imagined-loss-mean batch
+  # both algorithms observe the last 4 frames: one frame hides MinAtar's move timers (experiments/model-history/)
+  point pqn-frames-4 "$game" --alg pqn --frame-stack 4
+  point pdqn-frames-4 "$game" --alg pdqn --frame-stack 4
   if [ "${MORE:-0}" = 1 ]; then  # planned, not run yet (session time): MORE=1 bash experiments/pdqn-ablations/run.sh
     # twice the imagined gradient steps per update (40 imagined vs 64 real)
     point pdqn-plan-epochs-2 "$game" --alg pdqn --dyna.plan-epochs 2

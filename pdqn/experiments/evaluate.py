@@ -70,7 +70,7 @@ def summary(returns: np.ndarray) -> dict[str, Any]:
     return {"mean": float(returns.mean()), "stderr": stderr, "episodes": returns.tolist()}
 
 
-def evaluate_gymnax(env_name: str, q_net: Any, episodes: int, seed: int) -> np.ndarray:
+def evaluate_gymnax(env_name: str, q_net: Any, episodes: int, seed: int, frames: int = 1) -> np.ndarray:
     """One greedy episode in each of ``episodes`` vectorised gymnax environments."""
     import equinox as eqx
     import jax
@@ -78,7 +78,7 @@ def evaluate_gymnax(env_name: str, q_net: Any, episodes: int, seed: int) -> np.n
     from pdqn.envs import make_env
     from pdqn.evaluation import evaluate_greedy
 
-    env = make_env(env_name, episodes)
+    env = make_env(env_name, episodes, frames)
     returns = eqx.filter_jit(evaluate_greedy)(env, q_net, jax.random.PRNGKey(seed))
     return np.asarray(returns)
 
@@ -92,9 +92,11 @@ def minatar_environment(env_name: str, sticky: float, seed: int) -> Any:
 
 
 def evaluate_minatar(
-    env_name: str, q_net: Any, episodes: int, seed: int, sticky: float, max_steps: int
+    env_name: str, q_net: Any, episodes: int, seed: int, sticky: float, max_steps: int, frames: int = 1
 ) -> tuple[np.ndarray, int]:
-    """Greedy episodes on the original MinAtar; returns the returns and how many hit ``max_steps``."""
+    """Greedy episodes on the original MinAtar; returns the returns and how many hit ``max_steps``.
+
+    With ``frames > 1`` the policy sees the last ``frames`` frames stacked as in training."""
     import equinox as eqx
     import jax.numpy as jnp
 
@@ -104,10 +106,14 @@ def evaluate_minatar(
     returns, cut = [], 0
     for _ in range(episodes):
         env.reset()
+        frame = np.asarray(env.state(), np.float32)
+        stack = np.concatenate([np.zeros_like(frame)] * (frames - 1) + [frame], axis=-1)
         total, steps, terminal = 0.0, 0, False
         while not terminal and steps < max_steps:
-            action = int(act(q_net, jnp.asarray(env.state())))
+            action = int(act(q_net, jnp.asarray(stack)))
             reward, terminal = env.act(actions[action])
+            frame = np.asarray(env.state(), np.float32)
+            stack = np.concatenate([stack[..., frame.shape[-1] :], frame], axis=-1)
             total += float(reward)
             steps += 1
         cut += not terminal
@@ -133,7 +139,7 @@ def main(args: list[str] | None = None) -> int:
         "env": config.env,
         "seed_index": options.seed_index,
         "training_seed": config.seed + options.seed_index,
-        "gymnax": summary(evaluate_gymnax(config.env, q_net, options.episodes, options.seed)),
+        "gymnax": summary(evaluate_gymnax(config.env, q_net, options.episodes, options.seed, config.frame_stack)),
     }
     if options.minatar:
         try:
@@ -141,7 +147,9 @@ def main(args: list[str] | None = None) -> int:
         except ImportError:
             fail("--minatar needs the minatar package: pip install minatar")
         max_steps = options.max_steps or make_env(config.env, 1).max_episode_steps
-        returns, cut = evaluate_minatar(config.env, q_net, options.episodes, options.seed, options.sticky, max_steps)
+        returns, cut = evaluate_minatar(
+            config.env, q_net, options.episodes, options.seed, options.sticky, max_steps, config.frame_stack
+        )
         result["minatar"] = {
             **summary(returns),
             "sticky_action_prob": options.sticky,
