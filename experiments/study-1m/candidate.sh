@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Next candidate on the study's protocol (held-out seeds 5-9, 1M steps, 5 seeds vmapped): PDQN with an ensemble
 # of 3 models, an imagined step trusted while the members differ in at most 1 cell, and the imagined TD loss
-# averaged over whole minibatches (screened on tuning seeds in experiments/pdqn-ablations/). Run so far: SpaceInvaders, Freeway.
-# Reproduce from the repository root: bash experiments/study-1m/candidate.sh   (finished games are skipped)
+# averaged over whole minibatches (screened on tuning seeds in experiments/pdqn-ablations/). Finished: SpaceInvaders,
+# Freeway, Breakout, Asterix; Seaquest stopped at update 118 of 245 (session time) and resumes from its checkpoint.
+# Reproduce from the repository root: bash experiments/study-1m/candidate.sh   (finished games are skipped,
+# stopped ones resumed)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/study-1m/runs
@@ -10,6 +12,10 @@ GAMES=${GAMES:-"breakout space_invaders freeway asterix seaquest"}
 for game in $GAMES; do
   dir="$OUT/$game-pdqn-ens3-gate-1-batch-mean"
   if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; continue; fi
+  if ls "$dir"/checkpoints/*.json >/dev/null 2>&1; then  # stopped part-way: go on from its last checkpoint
+    python -m pdqn.experiments.minatar --resume "$dir" 2>&1 | tail -n 1
+    continue
+  fi
   rm -rf "$dir"
   python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" --total-timesteps 1003520 --num-seeds 5 \
     --seed 5 --eval-envs 128 --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
