@@ -49,3 +49,29 @@ def cli_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["JAX_PLATFORMS"] = "cpu"
     return env
+
+
+def stop_process_group(proc, timeout: float = 30.0) -> None:
+    """Stop a server started with ``start_new_session=True`` and every process it spawned.
+
+    ``aim up`` serves through uvicorn children: terminating the CLI alone would leave them running.
+    """
+    import signal
+    import subprocess
+    import time
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    for _ in range(100):  # whatever is left of the group (the leader, or children it started late) dies too
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=5)

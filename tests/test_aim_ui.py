@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aim
 import pytest
-from conftest import tiny_config
+from conftest import stop_process_group, tiny_config
 
 from pdqn.config import TrackConfig
 from pdqn.runner import run
@@ -89,6 +89,7 @@ def check_ui_shows_runs(repo: Path, tmp_path: Path) -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "AIM_UI_TELEMETRY_ENABLED": "0"},
+        start_new_session=True,
     )
     try:
         wait_for_ui(f"http://127.0.0.1:{port}/", proc)
@@ -105,11 +106,7 @@ def check_ui_shows_runs(repo: Path, tmp_path: Path) -> None:
         detail = rendered_dom(browser, f"http://127.0.0.1:{port}/runs/{one}", tmp_path / "chromium-run")
         assert "hparams" in detail, "the run page does not show the hparams"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process_group(proc)
         log.close()
 
 

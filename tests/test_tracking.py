@@ -1,6 +1,7 @@
 """Aim tracking: one run per seed with hparams, contexts and env-step steps; resume; failures."""
 
 import dataclasses
+import gc
 import io
 import json
 import socket
@@ -13,7 +14,7 @@ import aim
 import numpy as np
 import polars as pl
 import pytest
-from conftest import cli_env, tiny_config
+from conftest import cli_env, stop_process_group, tiny_config
 
 from pdqn.config import TrackConfig
 from pdqn.runner import METRICS_FILE, run
@@ -165,7 +166,7 @@ def test_remote_server(tracked, tmp_path):
     aim_cli = Path(sys.executable).with_name("aim")
     proc = subprocess.Popen(
         [str(aim_cli), "server", "--repo", str(server_repo), "--host", "127.0.0.1", "--port", str(port), "-y"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         wait_for_port(port, proc)
@@ -180,9 +181,10 @@ def test_remote_server(tracked, tmp_path):
         hooks[0].close()
         hashes = sorted(json.loads((fresh / AIM_RUNS_FILE).read_text())["runs"].values())
         assert sorted(aim.Repo.from_path(str(server_repo)).list_all_runs()) == hashes
+        del hooks
+        gc.collect()  # the Aim client releases its remote resources while the server still answers
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process_group(proc)
     index_runs(str(server_repo), hashes)  # what `aim up` over the server's repository does at start
     runs = query(server_repo, "run.sweep == 'remote-test'")
     assert sorted(r.hash for r in runs) == hashes
