@@ -55,6 +55,18 @@ def test_evaluate_reports_gymnax_and_minatar_returns(trained):
     assert result["minatar"]["sticky_action_prob"] == 0.1 and result["minatar"]["max_steps"] == 1000
 
 
+def test_a_frame_stacked_policy_sees_stacked_frames_on_gymnax_and_minatar(tmp_path):
+    run_dir = tmp_path  # an existing, empty folder, as the fixture above uses
+    run(tiny_config(frame_stack=3), run_dir, log=io.StringIO())
+    config, policy = checkpoint.load_policy(run_dir)
+    assert config.frame_stack == 3
+    # The Q-network reads 3 x 4 Breakout channels; a single frame would not fit it (a shape error).
+    code, out, err = call(str(run_dir), "--episodes", "2", "--minatar")
+    assert code == 0, err
+    result = json.loads(out)
+    assert len(result["gymnax"]["episodes"]) == 2 and len(result["minatar"]["episodes"]) == 2
+
+
 @pytest.mark.parametrize(
     "args, mentions",
     [
