@@ -5,13 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/model-accuracy/runs
+source experiments/train_point.sh
 point() {  # point NAME ARGS...
   local name=$1; shift
-  local dir="$OUT/$name"
-  if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; return; fi
-  rm -rf "$dir"
-  python -m pdqn.experiments.minatar --alg pdqn --env breakout --total-timesteps 299008 --seed 0 --track.off \
-    --eval-every 0 --dyna.planning-delay 100000 --run-dir "$dir" "$@" 2>&1 | tail -n 1
+  train_point "$OUT/$name" --alg pdqn --env breakout --total-timesteps 299008 --seed 0 --track.off \
+    --eval-every 0 --dyna.planning-delay 100000 "$@"
 }
 point mlp128-half --dyna.model-hidden 128 --dyna.model-fraction 0.5
 point mlp256-half --dyna.model-hidden 256 --dyna.model-fraction 0.5

@@ -12,14 +12,11 @@ cd "$(dirname "$0")/../.."
 OUT=experiments/pdqn-ablations/runs
 GAMES=${GAMES:-"space_invaders"}
 COMMON=(--total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128)
+source experiments/train_point.sh
 point() {  # point LABEL GAME ARGS...
   local name=$1 game=$2; shift 2
-  local dir="$OUT/$game-$name"
   if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
-  if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; return; fi
-  rm -rf "$dir"
-  python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" "${COMMON[@]}" --track.experiment "$name" "$@" \
-    2>&1 | tail -n 1
+  train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" --track.experiment "$name" "$@"
 }
 for game in $GAMES; do
   point pqn "$game" --alg pqn

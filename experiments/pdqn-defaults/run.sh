@@ -6,12 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/pdqn-defaults/runs
 COMMON=(--total-timesteps 1003520 --num-seeds 2 --seed 0 --track.off)
+source experiments/train_point.sh
 point() {  # point NAME GAME ARGS...
   local name=$1 game=$2; shift 2
-  local dir="$OUT/$game-$name"
-  if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; return; fi
-  rm -rf "$dir"
-  python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" "${COMMON[@]}" "$@" 2>&1 | tail -n 2
+  train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" "$@"
 }
 for game in breakout space_invaders; do
   point pqn "$game" --alg pqn

@@ -6,11 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/study-1m/runs
 GAMES=${GAMES:-"breakout space_invaders"}
+source experiments/train_point.sh
 for game in $GAMES; do
-  dir="$OUT/$game-pdqn-half"
-  if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; continue; fi
-  rm -rf "$dir"
-  python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" --total-timesteps 1003520 --num-seeds 5 \
+  train_point "$OUT/$game-pdqn-half" --env "$game" --total-timesteps 1003520 --num-seeds 5 \
     --seed 5 --eval-envs 128 --alg pdqn --dyna.model-fraction 0.5 --dyna.model-minibatches 4 \
-    --track.experiment pdqn-half 2>&1 | tail -n 1
+    --track.experiment pdqn-half
 done

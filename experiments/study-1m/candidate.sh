@@ -9,15 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/study-1m/runs
 GAMES=${GAMES:-"breakout space_invaders freeway asterix seaquest"}
+source experiments/train_point.sh
 for game in $GAMES; do
-  dir="$OUT/$game-pdqn-ens3-gate-1-batch-mean"
-  if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; continue; fi
-  if ls "$dir"/checkpoints/*.json >/dev/null 2>&1; then  # stopped part-way: go on from its last checkpoint
-    python -m pdqn.experiments.minatar --resume "$dir" 2>&1 | tail -n 1
-    continue
-  fi
-  rm -rf "$dir"
-  python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" --total-timesteps 1003520 --num-seeds 5 \
+  train_point "$OUT/$game-pdqn-ens3-gate-1-batch-mean" --env "$game" --total-timesteps 1003520 --num-seeds 5 \
     --seed 5 --eval-envs 128 --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
-    --dyna.imagined-loss-mean batch --track.experiment pdqn-ens3-gate-1-batch-mean 2>&1 | tail -n 1
+    --dyna.imagined-loss-mean batch --track.experiment pdqn-ens3-gate-1-batch-mean
 done

@@ -10,12 +10,10 @@ GAMES=${GAMES:-"breakout space_invaders freeway asterix seaquest"}
 COMMON=(--total-timesteps 1003520 --num-seeds 5 --seed 5 --eval-envs 128)
 # Compute-matched control: as many extra real-data gradient steps as PDQN's imagined ones.
 MATCHED=$(python -c "from pdqn import DynaConfig as D; d=D(); print(d.plan_epochs*d.plan_minibatches)")
+source experiments/train_point.sh
 point() {  # point NAME GAME ARGS...
   local name=$1 game=$2; shift 2
-  local dir="$OUT/$game-$name"
-  if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; return; fi
-  rm -rf "$dir"
-  python -m pdqn.experiments.minatar --env "$game" --run-dir "$dir" "${COMMON[@]}" "$@" 2>&1 | tail -n 1
+  train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" "$@"
 }
 for game in $GAMES; do
   point pqn "$game" --alg pqn "$@"

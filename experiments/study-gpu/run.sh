@@ -10,12 +10,10 @@ cd "$(dirname "$0")/../.."
 OUT=experiments/study-gpu/runs
 GAMES=${GAMES:-"asterix breakout freeway space_invaders seaquest"}
 python -c "import jax; d = jax.devices()[0]; print('device:', d.platform, d.device_kind)"
+source experiments/train_point.sh
 for game in $GAMES; do
   for alg in pqn pdqn; do
-    dir="$OUT/$game-$alg"
-    if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; continue; fi
-    rm -rf "$dir"
-    python -m pdqn.experiments.minatar --alg "$alg" --env "$game" --run-dir "$dir" --num-seeds 10 --seed 10 \
-      --total-timesteps 10000000 --eval-envs 128 --track.off 2>&1 | tail -n 1
+    train_point "$OUT/$game-$alg" --alg "$alg" --env "$game" --num-seeds 10 --seed 10 \
+      --total-timesteps 10000000 --eval-envs 128 --track.off
   done
 done

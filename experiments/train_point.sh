@@ -1,0 +1,13 @@
+# Sourced by the experiment scripts (from the repository root).
+# train_point DIR ARGS...: train one run into DIR with the given `pdqn.experiments.minatar` flags. A finished run
+# (summary.json) is skipped, a run stopped part-way (it has a checkpoint) is resumed, anything else is started over.
+train_point() {
+  local dir=$1; shift
+  if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; return; fi
+  if ls "$dir"/checkpoints/*.json >/dev/null 2>&1; then
+    python -m pdqn.experiments.minatar --resume "$dir" 2>&1 | tail -n 1
+    return
+  fi
+  rm -rf "$dir"
+  python -m pdqn.experiments.minatar --run-dir "$dir" "$@" 2>&1 | tail -n 1
+}
