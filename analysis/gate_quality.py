@@ -69,6 +69,7 @@ def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Arra
     """Per real step (not ending an episode): wrong, changed, disagreeing and uncertain cell counts."""
     from pdqn.checkpoint import load_policy, select_seed
     from pdqn.envs import make_env
+    from pdqn.planning import disagreeing_cells, uncertain_cells
     from pdqn.schedules import epsilon_greedy
 
     config, tree = load_policy(run_dir)
@@ -81,17 +82,15 @@ def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Arra
         obs, state, stats = carry
         k_act, k_env = jax.random.split(key)
         action = epsilon_greedy(k_act, q_net(obs), jnp.float32(0.05))
-        preds = model(obs, action)
-        votes = preds.next_obs_logits > 0
-        unsure = jnp.minimum(jax.nn.sigmoid(preds.next_obs_logits[0]), 1.0 - jax.nn.sigmoid(preds.next_obs_logits[0]))
+        logits = model(obs, action).next_obs_logits
         real, state, stats = env.step(k_env, state, stats, action)
         truth = real.final_obs > 0.5
         cells = lambda x: jnp.sum(x, axis=(1, 2, 3))  # noqa: E731
         out = {
-            "wrong_cells": cells(votes[0] != truth),
+            "wrong_cells": cells((logits[0] > 0) != truth),
             "changed_cells": cells((obs > 0.5) != truth),
-            "disagreeing_cells": cells(jnp.any(votes != votes[:1], axis=0)),
-            **{f"uncertain_cells_{u}": cells(unsure > u) for u in UNCERTAINTY_BOUNDS},
+            "disagreeing_cells": disagreeing_cells(logits),
+            **{f"uncertain_cells_{u}": uncertain_cells(logits[0], u) for u in UNCERTAINTY_BOUNDS},
             "done": real.done,
         }
         return (real.obs, state, stats), out

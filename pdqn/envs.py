@@ -46,6 +46,17 @@ class EnvStep(eqx.Module):
         return jnp.logical_or(self.terminated, self.truncated)
 
 
+def first_stack(frame: Float[Array, "*batch c"], frames: int) -> Float[Array, "*batch channels"]:
+    """The stack an episode starts with: ``frames - 1`` frames of zeros, then ``frame``."""
+    older = jnp.zeros((*frame.shape[:-1], frame.shape[-1] * (frames - 1)), frame.dtype)
+    return jnp.concatenate([older, frame], axis=-1)
+
+
+def push_frame(stack: Float[Array, "*batch channels"], frame: Float[Array, "*batch c"]) -> Float[Array, "*batch channels"]:
+    """Drop the oldest frame of ``stack`` and append ``frame``."""
+    return jnp.concatenate([stack[..., frame.shape[-1] :], frame], axis=-1)
+
+
 class StackedState(eqx.Module):
     """A game's state together with the frame stack it was last observed as."""
 
@@ -75,13 +86,6 @@ class VecEnv(eqx.Module):
         height, width, channels = self.frame_shape
         return (height, width, channels * self.frames)
 
-    def _first_stack(self, frame: Float[Array, "envs height width c"]) -> Float[Array, "envs height width channels"]:
-        older = jnp.zeros((*frame.shape[:-1], frame.shape[-1] * (self.frames - 1)), frame.dtype)
-        return jnp.concatenate([older, frame], axis=-1)
-
-    def _push(self, stack: Array, frame: Array) -> Array:
-        return jnp.concatenate([stack[..., frame.shape[-1] :], frame], axis=-1)
-
     @property
     def num_actions(self) -> int:
         return int(self.env.action_space(self.params).n)
@@ -100,7 +104,7 @@ class VecEnv(eqx.Module):
         obs = obs.astype(jnp.float32)
         if self.frames == 1:
             return obs, state, stats
-        stack = self._first_stack(obs)
+        stack = first_stack(obs, self.frames)
         return stack, StackedState(game=state, frames=stack), stats
 
     def step(
@@ -117,9 +121,9 @@ class VecEnv(eqx.Module):
         obs = obs.astype(jnp.float32)
         final_obs = info["final_observation"].astype(jnp.float32)
         if self.frames > 1:
-            final_obs = self._push(state.frames, final_obs)
+            final_obs = push_frame(state.frames, final_obs)
             ended = done[:, None, None, None]
-            obs = jnp.where(ended, self._first_stack(obs), final_obs)
+            obs = jnp.where(ended, first_stack(obs, self.frames), final_obs)
             state = StackedState(game=game, frames=obs)
         else:
             state = game

@@ -61,6 +61,18 @@ def binarise(
     return (logits > 0).astype(jnp.float32)
 
 
+def uncertain_cells(logits: Float[Array, "batch h w c"], bound: float) -> Int[Array, " batch"]:
+    """Cells per prediction whose probability ``p`` has ``min(p, 1 - p) > bound``."""
+    p = jax.nn.sigmoid(logits)
+    return jnp.sum(jnp.minimum(p, 1.0 - p) > bound, axis=(1, 2, 3))
+
+
+def disagreeing_cells(member_logits: Float[Array, "members batch h w c"]) -> Int[Array, " batch"]:
+    """Cells per prediction whose thresholded value differs between ensemble members."""
+    votes = member_logits > 0
+    return jnp.sum(jnp.any(votes != votes[:1], axis=0), axis=(1, 2, 3))
+
+
 def imagine(
     step_model: StepModel,
     q_net: QNetwork,
@@ -87,8 +99,7 @@ def imagine(
         action = epsilon_greedy(k_act, q, epsilon)
         pred = step_model(obs, action, k_model)
         next_obs = binarise(k_obs, pred.next_obs_logits, binarize)
-        p = jax.nn.sigmoid(pred.next_obs_logits)
-        uncertain = jnp.sum(jnp.minimum(p, 1.0 - p) > max_cell_uncertainty, axis=(1, 2, 3))
+        uncertain = uncertain_cells(pred.next_obs_logits, max_cell_uncertainty)
         trusted = trusted & (uncertain <= max_uncertain_cells)
         disagreeing = jnp.zeros(obs.shape[0], jnp.int32) if pred.disagreeing_cells is None else pred.disagreeing_cells
         if max_disagreeing_cells is not None:
@@ -146,8 +157,7 @@ def ensemble_step_model(ensemble) -> StepModel:
         chosen = jax.tree.map(lambda x: x[member, rows], preds)
         if ensemble.size == 1:  # one model cannot disagree: leave disagreeing_cells None
             return chosen
-        votes = preds.next_obs_logits > 0
-        disagreeing = jnp.sum(jnp.any(votes != votes[:1], axis=0), axis=(1, 2, 3))
+        disagreeing = disagreeing_cells(preds.next_obs_logits)
         return eqx.tree_at(lambda p: p.disagreeing_cells, chosen, disagreeing, is_leaf=lambda x: x is None)
 
     return step_model

@@ -100,20 +100,20 @@ def evaluate_minatar(
     import equinox as eqx
     import jax.numpy as jnp
 
+    from pdqn.envs import first_stack, push_frame
+
     env = minatar_environment(env_name, sticky, seed)
     actions = list(env.minimal_action_set())
     act = eqx.filter_jit(lambda net, obs: jnp.argmax(net(obs[None].astype(jnp.float32)), axis=-1)[0])
     returns, cut = [], 0
     for _ in range(episodes):
         env.reset()
-        frame = np.asarray(env.state(), np.float32)
-        stack = np.concatenate([np.zeros_like(frame)] * (frames - 1) + [frame], axis=-1)
+        stack = first_stack(jnp.asarray(env.state(), jnp.float32), frames)
         total, steps, terminal = 0.0, 0, False
         while not terminal and steps < max_steps:
-            action = int(act(q_net, jnp.asarray(stack)))
+            action = int(act(q_net, stack))
             reward, terminal = env.act(actions[action])
-            frame = np.asarray(env.state(), np.float32)
-            stack = np.concatenate([stack[..., frame.shape[-1] :], frame], axis=-1)
+            stack = push_frame(stack, jnp.asarray(env.state(), jnp.float32))
             total += float(reward)
             steps += 1
         cut += not terminal
