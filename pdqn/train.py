@@ -223,6 +223,9 @@ class Trainer(eqx.Module):
             "planning_active": active,
             "imagined_td_loss": jnp.where(active, loss, nan),
             "imagined_mean_q": jnp.where(active, mean_q, nan),
+            # Beside the real batch's reward_rate and termination_rate: a model that misses rewards or
+            # deaths shows here as hallucinated values (the imagined policy is the behaviour one).
+            "imagined_reward_rate": live_mean(imagined.reward),
             "imagined_termination_rate": jnp.mean(imagined.terminated & imagined.alive),
             "imagined_alive_fraction": jnp.mean(imagined.alive),
             "imagined_trusted_fraction": jnp.mean(imagined.alive & imagined.trusted),
@@ -240,6 +243,8 @@ class Trainer(eqx.Module):
         metrics: Metrics = {
             "env_step": (state.update + 1) * pqn.batch_size,
             **episode_metrics(rollout),
+            "reward_rate": jnp.mean(rollout.reward),
+            "termination_rate": jnp.mean(rollout.terminated),
             "td_loss": loss,
             "mean_q": mean_q,
             "epsilon": epsilon,

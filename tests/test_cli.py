@@ -61,14 +61,15 @@ def test_training_run_writes_summary_and_metrics(tmp_path, alg):
     assert summary["alg"] == alg and len(summary["final_target_return"]) == 2
     metrics = pl.read_parquet(run_dir / "metrics.parquet")
     assert metrics.height == 2 * 6 and set(metrics["seed"]) == {0, 1}
-    for column in ("env_step", "behaviour_return", "target_return", "td_loss", "mean_q", "epsilon", "lr"):
+    for column in ("env_step", "behaviour_return", "target_return", "td_loss", "mean_q", "epsilon", "lr",
+                   "reward_rate", "termination_rate"):
         assert column in metrics.columns
     assert metrics.filter(pl.col("update") == 6)["target_return"].is_nan().sum() == 0
     if alg == "pdqn":
         assert "cell-acc" in result.stderr
         for column in ("model_cell_accuracy", "model_changed_cell_accuracy", "model_reward_abs_error",
                        "model_term_precision", "model_term_recall", "imagined_td_loss", "imagined_mean_q",
-                       "imagined_termination_rate"):
+                       "imagined_termination_rate", "imagined_reward_rate"):
             assert column in metrics.columns
 
 
