@@ -44,6 +44,8 @@ CONTEXTS: dict[str, dict[str, str]] = {
     "behaviour_return": BEHAVIOUR,
     "behaviour_length": BEHAVIOUR,
     "episodes": BEHAVIOUR,
+    "reward_rate": BEHAVIOUR,
+    "termination_rate": BEHAVIOUR,
     "target_return": TARGET,
     "td_loss": REAL,
     "mean_q": REAL,

@@ -7,6 +7,7 @@
 #   ONLY=pdqn-uncertain-2-batch-mean GAMES="space_invaders asterix seaquest" bash experiments/pdqn-ablations/run.sh
 #     (only the named variants, space-separated; the others of those games are skipped)
 #   ONLY="pqn-frames-4 pdqn-frames-4" GAMES="freeway asterix space_invaders" bash experiments/pdqn-ablations/run.sh
+#   ONLY=pdqn-sample GAMES="asterix freeway seaquest" bash experiments/pdqn-ablations/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/pdqn-ablations/runs
@@ -33,6 +34,9 @@ for game in $GAMES; do
   # both algorithms observe the last 4 frames: one frame hides MinAtar's move timers (experiments/model-history/)
   point pqn-frames-4 "$game" --alg pqn --frame-stack 4
   point pdqn-frames-4 "$game" --alg pdqn --frame-stack 4
+  # imagined next observations sampled cell by cell from the model's probabilities instead of thresholded:
+  # a threshold never lets a random spawn or a timer-driven move happen in imagination (gate_quality.md)
+  point pdqn-sample "$game" --alg pdqn --dyna.binarize sample
   if [ "${MORE:-0}" = 1 ]; then  # planned, not run yet (session time): MORE=1 bash experiments/pdqn-ablations/run.sh
     # twice the imagined gradient steps per update (40 imagined vs 64 real)
     point pdqn-plan-epochs-2 "$game" --alg pdqn --dyna.plan-epochs 2
