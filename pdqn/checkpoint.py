@@ -136,6 +136,13 @@ def config_dict(config: Config) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
+# Options whose default changed after they were added: a config saved before the option existed ran with
+# this value, not with today's default (anything else missing takes its default).
+LEGACY_VALUES: dict[str, dict[str, Any]] = {
+    "dyna": {"ensemble_size": 1, "max_disagreeing_cells": None, "imagined_loss_mean": "trusted"},
+}
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a :class:`Config` from :func:`config_dict`'s output (ConfigError/TypeError if invalid)."""
     data = dict(data)
@@ -144,7 +151,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         if name in data:
             if not isinstance(data[name], dict):
                 raise TypeError(f"{name} must be an object")
-            data[name] = cls(**data[name])
+            data[name] = cls(**(LEGACY_VALUES.get(name, {}) | data[name]))
     if data.get("run_dir") is not None:
         data["run_dir"] = Path(data["run_dir"])
     return Config(**data)

@@ -128,6 +128,16 @@ def test_a_checkpoint_saved_before_an_option_existed_still_loads_with_that_optio
     assert checkpoint.load_latest(copy, config, like(config)).meta["update"] == 3
 
 
+def test_a_config_saved_before_the_ensemble_gate_existed_means_one_ungated_model():
+    # Those options' defaults changed later; such a run trained one model, every imagined step trusted.
+    old = checkpoint.config_dict(tiny_config(alg="pdqn"))
+    for name in ("ensemble_size", "max_disagreeing_cells", "imagined_loss_mean"):
+        del old["dyna"][name]
+    dyna = checkpoint.config_from_dict(old).dyna
+    assert (dyna.ensemble_size, dyna.max_disagreeing_cells, dyna.imagined_loss_mean) == (1, None, "trusted")
+    assert tiny_config(alg="pdqn").dyna.ensemble_size == 3  # today's default
+
+
 def test_shape_mismatch_is_reported(saved):
     run_dir, config, _ = saved
     bigger = tiny_config(alg="pdqn", num_seeds=2, run_dir=run_dir, pqn=dict(hidden_size=64))

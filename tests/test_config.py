@@ -53,3 +53,14 @@ def test_invalid_values_name_the_field_and_range(make, field):
 def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().alg = "pdqn"  # type: ignore[misc]
+
+
+def test_pdqn_defaults_to_the_gated_ensemble_and_one_model_is_two_flags_away():
+    from pdqn.cli import parse
+
+    dyna = parse(Config, []).dyna
+    assert (dyna.ensemble_size, dyna.max_disagreeing_cells, dyna.imagined_loss_mean) == (3, 1, "batch")
+    one = parse(Config, ["--dyna.ensemble-size", "1", "--dyna.max-disagreeing-cells", "None"]).dyna
+    assert (one.ensemble_size, one.max_disagreeing_cells) == (1, None)
+    with pytest.raises(ConfigError, match=r"pass --dyna.max-disagreeing-cells None"):
+        DynaConfig(ensemble_size=1)

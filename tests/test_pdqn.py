@@ -214,7 +214,7 @@ def test_ensemble_disagreement_gate_distrusts_a_step_and_its_successors(bound, t
 
 def test_disagreement_gate_needs_an_ensemble():
     with pytest.raises(ConfigError, match="dyna.max_disagreeing_cells=2 is invalid: must be None unless dyna.ensemble_size >= 2"):
-        DynaConfig(max_disagreeing_cells=2)
+        DynaConfig(ensemble_size=1, max_disagreeing_cells=2)
     with pytest.raises(ConfigError, match="dyna.max_disagreeing_cells=-1"):
         DynaConfig(ensemble_size=3, max_disagreeing_cells=-1)
 

@@ -8,7 +8,7 @@ OUT=experiments/model-accuracy/runs
 source experiments/train_point.sh
 point() {  # point NAME ARGS...
   local name=$1; shift
-  train_point "$OUT/$name" --alg pdqn --env breakout --total-timesteps 299008 --seed 0 --track.off \
+  train_point "$OUT/$name" --alg pdqn "${FIRST_PDQN[@]}" --env breakout --total-timesteps 299008 --seed 0 --track.off \
     --eval-every 0 --dyna.planning-delay 100000 "$@"
 }
 point mlp128-half --dyna.model-hidden 128 --dyna.model-fraction 0.5

@@ -22,25 +22,26 @@ point() {  # point LABEL GAME ARGS...
 for game in $GAMES; do
   point pqn "$game" --alg pqn
   # ensemble of 3 models; trust a step while the members' next observations differ in at most 1 cell
-  point pdqn-ens3-gate-1 "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1
+  point pdqn-ens3-gate-1 "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
+    --dyna.imagined-loss-mean trusted
   # the same gate, imagined TD loss averaged over all rows: a mostly untrusted minibatch moves Q less
   point pdqn-ens3-gate-1-batch-mean "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
     --dyna.imagined-loss-mean batch
-  point pdqn "$game" --alg pdqn
+  point pdqn "$game" --alg pdqn "${FIRST_PDQN[@]}"  # PDQN's first defaults (train_point.sh)
   # one model; trust a step while at most 2 cells have min(p, 1-p) > 0.2 (gate_quality.md: sharper than
   # disagreement where the model is good), imagined loss averaged over all rows
-  point pdqn-uncertain-2-batch-mean "$game" --alg pdqn --dyna.max-cell-uncertainty 0.2 --dyna.max-uncertain-cells 2 \
+  point pdqn-uncertain-2-batch-mean "$game" --alg pdqn "${FIRST_PDQN[@]}" --dyna.max-cell-uncertainty 0.2 --dyna.max-uncertain-cells 2 \
     --dyna.imagined-loss-mean batch
   # both algorithms observe the last 4 frames: one frame hides MinAtar's move timers (experiments/model-history/)
   point pqn-frames-4 "$game" --alg pqn --frame-stack 4
-  point pdqn-frames-4 "$game" --alg pdqn --frame-stack 4
+  point pdqn-frames-4 "$game" --alg pdqn "${FIRST_PDQN[@]}" --frame-stack 4
   # imagined next observations sampled cell by cell from the model's probabilities instead of thresholded:
   # a threshold never lets a random spawn or a timer-driven move happen in imagination (gate_quality.md)
-  point pdqn-sample "$game" --alg pdqn --dyna.binarize sample
+  point pdqn-sample "$game" --alg pdqn "${FIRST_PDQN[@]}" --dyna.binarize sample
   if [ "${MORE:-0}" = 1 ]; then  # planned, not run yet (session time): MORE=1 bash experiments/pdqn-ablations/run.sh
     # twice the imagined gradient steps per update (40 imagined vs 64 real)
-    point pdqn-plan-epochs-2 "$game" --alg pdqn --dyna.plan-epochs 2
+    point pdqn-plan-epochs-2 "$game" --alg pdqn "${FIRST_PDQN[@]}" --dyna.plan-epochs 2
     # longer imagined rollouts, same number of imagined transitions
-    point pdqn-h5 "$game" --alg pdqn --dyna.horizon 5 --dyna.num-rollouts 512
+    point pdqn-h5 "$game" --alg pdqn "${FIRST_PDQN[@]}" --dyna.horizon 5 --dyna.num-rollouts 512
   fi
 done

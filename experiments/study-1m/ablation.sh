@@ -9,6 +9,6 @@ GAMES=${GAMES:-"breakout space_invaders"}
 source experiments/train_point.sh
 for game in $GAMES; do
   train_point "$OUT/$game-pdqn-half" --env "$game" --total-timesteps 1003520 --num-seeds 5 \
-    --seed 5 --eval-envs 128 --alg pdqn --dyna.model-fraction 0.5 --dyna.model-minibatches 4 \
+    --seed 5 --eval-envs 128 --alg pdqn "${FIRST_PDQN[@]}" --dyna.model-fraction 0.5 --dyna.model-minibatches 4 \
     --track.experiment pdqn-half
 done

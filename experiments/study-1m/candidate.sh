@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Next candidate on the study's protocol (held-out seeds 5-9, 1M steps, 5 seeds vmapped): PDQN with an ensemble
 # of 3 models, an imagined step trusted while the members differ in at most 1 cell, and the imagined TD loss
-# averaged over whole minibatches (screened on tuning seeds in experiments/pdqn-ablations/). Finished: SpaceInvaders,
-# Freeway, Breakout, Asterix; Seaquest stopped at update 118 of 245 (session time) and resumes from its checkpoint.
+# averaged over whole minibatches (screened on tuning seeds in experiments/pdqn-ablations/). All five games are
+# finished; the variant became PDQN's default, and its flags stay spelled out so the runs reproduce whatever the
+# defaults are later.
 # Reproduce from the repository root: bash experiments/study-1m/candidate.sh   (finished games are skipped,
 # stopped ones resumed)
 set -euo pipefail

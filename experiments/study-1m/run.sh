@@ -17,6 +17,6 @@ point() {  # point NAME GAME ARGS...
 }
 for game in $GAMES; do
   point pqn "$game" --alg pqn "$@"
-  point pdqn "$game" --alg pdqn "$@"
+  point pdqn "$game" --alg pdqn "${FIRST_PDQN[@]}" "$@"  # the defaults of the time (train_point.sh)
   point pqn-matched "$game" --alg pqn --pqn.extra-minibatches "$MATCHED" "$@"
 done
