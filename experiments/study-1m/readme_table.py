@@ -1,4 +1,4 @@
-"""Copy report/table.md into README.md between the study-table markers.
+"""Copy report-candidate/table.md (all four variants, five games) into README.md between the study-table markers.
 
 Run from the repository root after analysis.report: python experiments/study-1m/readme_table.py
 """
@@ -6,7 +6,7 @@ Run from the repository root after analysis.report: python experiments/study-1m/
 import re
 from pathlib import Path
 
-table = Path("experiments/study-1m/report/table.md").read_text().strip()
+table = Path("experiments/study-1m/report-candidate/table.md").read_text().strip()
 readme = Path("README.md")
 text = readme.read_text()
 new = re.sub(
