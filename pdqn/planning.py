@@ -1,5 +1,6 @@
 """Imagine: scan the dynamics model over a horizon, acting epsilon-greedily with the Q-network."""
 
+import math
 from collections.abc import Callable
 
 import equinox as eqx
@@ -53,12 +54,13 @@ class ImaginedStep(eqx.Module):
 
 
 def binarise(
-    key: PRNGKeyArray, logits: Float[Array, "*shape"], mode: str
+    key: PRNGKeyArray, logits: Float[Array, "*shape"], mode: str, on_threshold: float = 0.5
 ) -> Float[Array, "*shape"]:
-    """Turn predicted cell logits into a binary observation, by threshold or by sampling."""
+    """Turn predicted cell logits into a binary observation: a cell is on where its probability exceeds
+    ``on_threshold``, or (``mode="sample"``) with its probability."""
     if mode == "sample":
         return jax.random.bernoulli(key, jax.nn.sigmoid(logits)).astype(jnp.float32)
-    return (logits > 0).astype(jnp.float32)
+    return (logits > math.log(on_threshold / (1.0 - on_threshold))).astype(jnp.float32)
 
 
 def uncertain_cells(logits: Float[Array, "batch h w c"], bound: float) -> Int[Array, " batch"]:
@@ -84,6 +86,7 @@ def imagine(
     max_cell_uncertainty: float = 0.5,
     max_disagreeing_cells: int | None = None,
     max_uncertain_cells: int = 0,
+    on_threshold: float = 0.5,
 ) -> ImaginedRollout:
     """Roll the model forward from ``start_obs``; an imagined episode that ends stays ended.
 
@@ -98,7 +101,7 @@ def imagine(
         k_act, k_model, k_obs, k_term = jax.random.split(key, 4)
         action = epsilon_greedy(k_act, q, epsilon)
         pred = step_model(obs, action, k_model)
-        next_obs = binarise(k_obs, pred.next_obs_logits, binarize)
+        next_obs = binarise(k_obs, pred.next_obs_logits, binarize, on_threshold)
         uncertain = uncertain_cells(pred.next_obs_logits, max_cell_uncertainty)
         trusted = trusted & (uncertain <= max_uncertain_cells)
         disagreeing = jnp.zeros(obs.shape[0], jnp.int32) if pred.disagreeing_cells is None else pred.disagreeing_cells

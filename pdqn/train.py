@@ -201,6 +201,7 @@ class Trainer(eqx.Module):
             dyna.max_cell_uncertainty,
             dyna.max_disagreeing_cells,
             dyna.max_uncertain_cells,
+            dyna.on_threshold,
         )
         batch = imagined_batch(imagined, pqn.gamma, pqn.td_lambda)
         loss_fn = batch_mean_td_loss if dyna.imagined_loss_mean == "batch" else td_loss

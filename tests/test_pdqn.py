@@ -252,6 +252,20 @@ def test_uncertain_cell_gate_counts_unsure_cells_and_distrusts_successors(bound,
     np.testing.assert_array_equal(rollout.trusted[:, 0], np.asarray(trusted, bool))
 
 
+@pytest.mark.parametrize("on_threshold, first_row", [(0.5, [0, 0, 0, 1]), (0.25, [0, 0, 1, 1]), (0.95, [0, 0, 0, 0])])
+def test_imagined_cells_are_on_above_the_on_threshold(on_threshold, first_row):
+    start = jnp.zeros((2, 3, 4, 1)).at[:, 0, 0, 0].set(1.0)
+    q_net = QNetwork((3, 4, 1), 2, hidden_size=8, conv_features=2, key=jax.random.PRNGKey(0))
+    rollout = imagine(
+        hesitant_model, q_net, start, jax.random.PRNGKey(1), jnp.asarray(0.0),
+        horizon=3, binarize="threshold", on_threshold=on_threshold,
+    )  # fmt: skip
+    # Step 1 moved the first cell on; from there the model says p = 0.3 and p = 0.9 for the last two cells.
+    np.testing.assert_array_equal(rollout.obs[2, 0, 0, :, 0], first_row)
+    with pytest.raises(ConfigError, match=r"dyna.on_threshold=1.0 is invalid: must be in \(0, 1\)"):
+        DynaConfig(on_threshold=1.0)
+
+
 def test_uncertain_cell_count_must_be_a_non_negative_integer():
     with pytest.raises(ConfigError, match="dyna.max_uncertain_cells=-1 is invalid: must be a non-negative integer"):
         DynaConfig(max_uncertain_cells=-1)
