@@ -66,8 +66,8 @@ def gate_table(steps: dict[str, np.ndarray], gates: Sequence[Gate] = GATES) -> p
 
 
 def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Array) -> dict[str, np.ndarray]:
-    """Per real step (not ending an episode): wrong (thresholded and sampled), changed, disagreeing and
-    uncertain cell counts."""
+    """Per real step (not ending an episode): wrong (thresholded and sampled), changed, disagreeing, uncertain
+    and switched-on cell counts."""
     from pdqn.checkpoint import load_policy, select_seed
     from pdqn.envs import make_env
     from pdqn.planning import disagreeing_cells, uncertain_cells
@@ -91,6 +91,8 @@ def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Arra
         out = {
             "wrong_cells": cells((logits[0] > 0) != truth),
             "sampled_wrong_cells": cells(sampled != truth),
+            "real_on_cells": cells(truth),
+            "predicted_on_cells": cells(logits[0] > 0),
             "changed_cells": cells((obs > 0.5) != truth),
             "disagreeing_cells": disagreeing_cells(logits),
             **{f"uncertain_cells_{u}": uncertain_cells(logits[0], u) for u in UNCERTAINTY_BOUNDS},
@@ -126,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             f"## {run_dir.name} (seed index {args.seed_index})\n\n{len(steps['wrong_cells'])} real steps; the "
             f"prediction is exact on {exact:.3f}; per step {np.mean(steps['changed_cells']):.2f} cells change and "
             f"the model gets {np.mean(steps['wrong_cells']):.2f} wrong (sampling each cell from its predicted "
-            f"probability instead of thresholding it: {np.mean(steps['sampled_wrong_cells']):.2f} wrong).\n\n"
+            f"probability instead of thresholding it: {np.mean(steps['sampled_wrong_cells']):.2f} wrong). Cells on per "
+            f"next frame: {np.mean(steps['real_on_cells']):.2f} real, {np.mean(steps['predicted_on_cells']):.2f} "
+            "predicted (thresholded).\n\n"
             + markdown(gate_table(steps))
         )
         print(f"{run_dir.name}: exact {exact:.3f}", flush=True)
