@@ -1,4 +1,5 @@
-"""Which trust gate picks out the imagined steps a trained model gets right? Measured on real states.
+"""Which trust gate picks out the imagined steps a trained model gets right, and which on-threshold keeps
+the objects it is unsure about? Measured on real states.
 
     python -m analysis.gate_quality --runs experiments/pdqn-ablations/runs/*-pdqn-ens3-gate-1-batch-mean \
         --out experiments/pdqn-ablations/gate_quality.md
@@ -22,6 +23,7 @@ import numpy as np
 import polars as pl
 
 UNCERTAINTY_BOUNDS = (0.1, 0.2, 0.3)
+ON_THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,27 @@ def gate_table(steps: dict[str, np.ndarray], gates: Sequence[Gate] = GATES) -> p
     return pl.DataFrame(rows)
 
 
+def threshold_table(steps: dict[str, np.ndarray], thresholds: Sequence[float] = ON_THRESHOLDS) -> pl.DataFrame:
+    """Per ``--dyna.on-threshold``: cells on per predicted frame (beside the real frames') and cells wrong."""
+    return pl.DataFrame(
+        [
+            {
+                "on threshold": t,
+                "cells on (real)": float(np.mean(steps["real_on_cells"])),
+                "cells on (predicted)": float(np.mean(steps[f"on_cells_{t}"])),
+                "wrong cells": float(np.mean(steps[f"wrong_cells_{t}"])),
+            }
+            for t in thresholds
+        ]
+    )
+
+
 def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Array) -> dict[str, np.ndarray]:
     """Per real step (not ending an episode): wrong (thresholded and sampled), changed, disagreeing, uncertain
     and switched-on cell counts."""
     from pdqn.checkpoint import load_policy, select_seed
     from pdqn.envs import make_env
-    from pdqn.planning import disagreeing_cells, uncertain_cells
+    from pdqn.planning import binarise, disagreeing_cells, uncertain_cells
     from pdqn.schedules import epsilon_greedy
 
     config, tree = load_policy(run_dir)
@@ -87,12 +104,14 @@ def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Arra
         real, state, stats = env.step(k_env, state, stats, action)
         truth = real.final_obs > 0.5
         cells = lambda x: jnp.sum(x, axis=(1, 2, 3))  # noqa: E731
-        sampled = jax.random.bernoulli(jax.random.fold_in(key, 1), jax.nn.sigmoid(logits[0]))
+        sampled = binarise(jax.random.fold_in(key, 1), logits[0], "sample") > 0.5
+        on = {t: binarise(key, logits[0], "threshold", t) > 0.5 for t in ON_THRESHOLDS}
         out = {
             "wrong_cells": cells((logits[0] > 0) != truth),
             "sampled_wrong_cells": cells(sampled != truth),
             "real_on_cells": cells(truth),
-            "predicted_on_cells": cells(logits[0] > 0),
+            **{f"on_cells_{t}": cells(x) for t, x in on.items()},
+            **{f"wrong_cells_{t}": cells(x != truth) for t, x in on.items()},
             "changed_cells": cells((obs > 0.5) != truth),
             "disagreeing_cells": disagreeing_cells(logits),
             **{f"uncertain_cells_{u}": uncertain_cells(logits[0], u) for u in UNCERTAINTY_BOUNDS},
@@ -128,10 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             f"## {run_dir.name} (seed index {args.seed_index})\n\n{len(steps['wrong_cells'])} real steps; the "
             f"prediction is exact on {exact:.3f}; per step {np.mean(steps['changed_cells']):.2f} cells change and "
             f"the model gets {np.mean(steps['wrong_cells']):.2f} wrong (sampling each cell from its predicted "
-            f"probability instead of thresholding it: {np.mean(steps['sampled_wrong_cells']):.2f} wrong). Cells on per "
-            f"next frame: {np.mean(steps['real_on_cells']):.2f} real, {np.mean(steps['predicted_on_cells']):.2f} "
-            "predicted (thresholded).\n\n"
+            f"probability instead of thresholding it: {np.mean(steps['sampled_wrong_cells']):.2f} wrong).\n\n"
             + markdown(gate_table(steps))
+            + "\nCells on per next frame when a predicted cell is on above a probability threshold "
+            "(`--dyna.on-threshold`; 0.5 is the default):\n\n"
+            + markdown(threshold_table(steps))
         )
         print(f"{run_dir.name}: exact {exact:.3f}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
