@@ -68,7 +68,8 @@ def gate_table(steps: dict[str, np.ndarray], gates: Sequence[Gate] = GATES) -> p
 
 
 def threshold_table(steps: dict[str, np.ndarray], thresholds: Sequence[float] = ON_THRESHOLDS) -> pl.DataFrame:
-    """Per ``--dyna.on-threshold``: cells on per predicted frame (beside the real frames') and cells wrong."""
+    """Per ``--dyna.on-threshold``: cells on per predicted frame (beside the real frames'), cells wrong, and how
+    much higher the Q-network values the predicted next frame than the real one (the imagined bootstrap's bias)."""
     return pl.DataFrame(
         [
             {
@@ -76,6 +77,7 @@ def threshold_table(steps: dict[str, np.ndarray], thresholds: Sequence[float] = 
                 "cells on (real)": float(np.mean(steps["real_on_cells"])),
                 "cells on (predicted)": float(np.mean(steps[f"on_cells_{t}"])),
                 "wrong cells": float(np.mean(steps[f"wrong_cells_{t}"])),
+                "max Q: predicted - real next frame": float(np.mean(steps[f"q_gap_{t}"])),
             }
             for t in thresholds
         ]
@@ -88,6 +90,7 @@ def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Arra
     from pdqn.checkpoint import load_policy, select_seed
     from pdqn.envs import make_env
     from pdqn.planning import binarise, disagreeing_cells, uncertain_cells
+    from pdqn.networks import greedy_value
     from pdqn.schedules import epsilon_greedy
 
     config, tree = load_policy(run_dir)
@@ -103,6 +106,7 @@ def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Arra
         logits = model(obs, action).next_obs_logits
         real, state, stats = env.step(k_env, state, stats, action)
         truth = real.final_obs > 0.5
+        q_real = greedy_value(q_net(real.final_obs))
         cells = lambda x: jnp.sum(x, axis=(1, 2, 3))  # noqa: E731
         sampled = binarise(jax.random.fold_in(key, 1), logits[0], "sample") > 0.5
         on = {t: binarise(key, logits[0], "threshold", t) > 0.5 for t in ON_THRESHOLDS}
@@ -112,6 +116,7 @@ def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Arra
             "real_on_cells": cells(truth),
             **{f"on_cells_{t}": cells(x) for t, x in on.items()},
             **{f"wrong_cells_{t}": cells(x != truth) for t, x in on.items()},
+            **{f"q_gap_{t}": greedy_value(q_net(x.astype(jnp.float32))) - q_real for t, x in on.items()},
             "changed_cells": cells((obs > 0.5) != truth),
             "disagreeing_cells": disagreeing_cells(logits),
             **{f"uncertain_cells_{u}": uncertain_cells(logits[0], u) for u in UNCERTAINTY_BOUNDS},

@@ -228,17 +228,18 @@ def test_gate_table_scores_each_gate_by_what_it_trusts_and_how_often_that_is_exa
     assert table["unsure <= 1"] == {"trusted": 0.5, "exact (trusted)": 1.0, "exact (untrusted)": 0.0, "wrong cells (trusted)": 0.0}
 
 
-def test_threshold_table_counts_cells_on_and_wrong_per_threshold():
+def test_threshold_table_counts_cells_on_and_wrong_and_the_value_gap_per_threshold():
     from analysis.gate_quality import threshold_table
 
     steps = {  # two real steps with 3 and 5 cells on; a low threshold switches more cells on
         "real_on_cells": np.array([3, 5]),
-        "on_cells_0.3": np.array([4, 5]), "wrong_cells_0.3": np.array([1, 2]),
-        "on_cells_0.5": np.array([2, 3]), "wrong_cells_0.5": np.array([1, 3]),
+        "on_cells_0.3": np.array([4, 5]), "wrong_cells_0.3": np.array([1, 2]), "q_gap_0.3": np.array([0.5, -0.25]),
+        "on_cells_0.5": np.array([2, 3]), "wrong_cells_0.5": np.array([1, 3]), "q_gap_0.5": np.array([-1.0, 0.0]),
     }  # fmt: skip
     table = threshold_table(steps, (0.3, 0.5)).rows_by_key("on threshold", named=True, unique=True)
-    assert table[0.3] == {"cells on (real)": 4.0, "cells on (predicted)": 4.5, "wrong cells": 1.5}
-    assert table[0.5] == {"cells on (real)": 4.0, "cells on (predicted)": 2.5, "wrong cells": 2.0}
+    q_gap = "max Q: predicted - real next frame"
+    assert table[0.3] == {"cells on (real)": 4.0, "cells on (predicted)": 4.5, "wrong cells": 1.5, q_gap: 0.125}
+    assert table[0.5] == {"cells on (real)": 4.0, "cells on (predicted)": 2.5, "wrong cells": 2.0, q_gap: -0.5}
 
 
 def test_gate_quality_without_a_policy_is_one_line_exit_2(tmp_path, capsys):
