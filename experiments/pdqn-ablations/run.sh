@@ -9,7 +9,7 @@
 #   ONLY="pqn-frames-4 pdqn-frames-4" GAMES="freeway asterix space_invaders" bash experiments/pdqn-ablations/run.sh
 #   ONLY=pdqn-sample GAMES="asterix freeway seaquest" bash experiments/pdqn-ablations/run.sh
 #   ONLY=pdqn-ens3-gate-1-batch-mean-delay-60 GAMES="asterix freeway" bash experiments/pdqn-ablations/run.sh
-#   ONLY=pdqn-ens3-gate-1-batch-mean-on-0.3 GAMES="asterix" bash experiments/pdqn-ablations/run.sh
+#   ONLY=pdqn-ens3-gate-1-batch-mean-on-0.3 GAMES="asterix freeway" bash experiments/pdqn-ablations/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/pdqn-ablations/runs
