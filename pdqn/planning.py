@@ -130,6 +130,26 @@ def imagine(
     return ImaginedRollout(**vars(steps))
 
 
+def bootstrap_gap(
+    step_model: StepModel,
+    q_net: QNetwork,
+    obs: Float[Array, "batch height width channels"],
+    action: Int[Array, " batch"],
+    next_obs: Float[Array, "batch height width channels"],
+    terminated: Bool[Array, " batch"],
+    key: PRNGKeyArray,
+    binarize: str,
+    on_threshold: float = 0.5,
+) -> Float[Array, ""]:
+    """Mean of ``max_a Q(predicted next_obs, a) - max_a Q(next_obs, a)`` over real transitions that did not
+    terminate: how much the imagined bootstrap over- (or under-) values where the real step led."""
+    k_model, k_obs = jax.random.split(key)
+    predicted = binarise(k_obs, step_model(obs, action, k_model).next_obs_logits, binarize, on_threshold)
+    gap = greedy_value(q_net(predicted)) - greedy_value(q_net(next_obs))
+    live = (~terminated).astype(jnp.float32)
+    return jnp.sum(gap * live) / jnp.maximum(jnp.sum(live), 1.0)
+
+
 def imagined_batch(rollout: ImaginedRollout, gamma: float, td_lambda: float) -> QBatch:
     """Q(lambda) targets over imagined rollouts, flattened for minibatching.
 

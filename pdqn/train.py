@@ -21,7 +21,7 @@ from pdqn.dynamics import Ensemble, ModelBatch, model_loss, model_optimiser
 from pdqn.envs import VecEnv, make_env
 from pdqn.evaluation import evaluate_greedy
 from pdqn.networks import QNetwork
-from pdqn.planning import ensemble_step_model, imagine, imagined_batch
+from pdqn.planning import bootstrap_gap, ensemble_step_model, imagine, imagined_batch
 from pdqn.q_update import QBatch, batch_mean_td_loss, linear_decay, q_optimiser, sgd_epochs, td_loss
 from pdqn.rollout import Rollout, collect, episode_metrics
 from pdqn.schedules import linear_epsilon
@@ -203,6 +203,17 @@ class Trainer(eqx.Module):
             dyna.max_uncertain_cells,
             dyna.on_threshold,
         )
+        gap = bootstrap_gap(
+            ensemble_step_model(state.model),
+            state.q_net,
+            real_obs[starts],
+            flatten_time(rollout.action)[starts],
+            flatten_time(rollout.next_obs)[starts],
+            flatten_time(rollout.terminated)[starts],
+            jax.random.fold_in(key, 1),  # a side stream: training's random numbers stay as they were
+            dyna.binarize,
+            dyna.on_threshold,
+        )
         batch = imagined_batch(imagined, pqn.gamma, pqn.td_lambda)
         loss_fn = batch_mean_td_loss if dyna.imagined_loss_mean == "batch" else td_loss
         planned, loss, mean_q = self.train_q(
@@ -227,6 +238,7 @@ class Trainer(eqx.Module):
             # Beside the real batch's reward_rate and termination_rate: a model that misses rewards or
             # deaths shows here as hallucinated values (the imagined policy is the behaviour one).
             "imagined_reward_rate": live_mean(imagined.reward),
+            "imagined_bootstrap_gap": gap,
             "imagined_termination_rate": jnp.mean(imagined.terminated & imagined.alive),
             "imagined_alive_fraction": jnp.mean(imagined.alive),
             "imagined_trusted_fraction": jnp.mean(imagined.alive & imagined.trusted),

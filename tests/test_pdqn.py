@@ -12,7 +12,7 @@ from jaxtyping import TypeCheckError
 from pdqn.config import Config, ConfigError, DynaConfig, PQNConfig
 from pdqn.dynamics import DynamicsModel, Ensemble, Prediction
 from pdqn.networks import QNetwork
-from pdqn.planning import imagine, imagined_batch
+from pdqn.planning import bootstrap_gap, imagine, imagined_batch
 from pdqn.rollout import collect
 from pdqn.train import Trainer
 from tests.conftest import tiny_config
@@ -96,6 +96,16 @@ def test_true_environment_as_model_gives_the_real_targets():
     np.testing.assert_allclose(batch.target[: CHAIN.length], real, rtol=1e-6)
     # After the imagined episode terminates it stays ended: later steps carry no weight.
     np.testing.assert_array_equal(batch.weight, [1, 1, 1, 1, 0, 0])
+    # The true model's prediction of where each real step led is valued as the real next observation is.
+    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+    gap_args = (flat(rollout.obs), flat(rollout.action), flat(rollout.next_obs), flat(rollout.terminated))
+    assert float(bootstrap_gap(true_chain_model, state.q_net, *gap_args, jax.random.PRNGKey(3), "threshold")) == 0.0
+    # A model that predicts the start of the chain again undervalues steps that really moved forward.
+    stuck = lambda obs, action, key: eqx.tree_at(  # noqa: E731
+        lambda p: p.next_obs_logits, true_chain_model(obs, action, key), 20.0 * (2.0 * obs - 1.0)
+    )
+    expected = jnp.mean(jnp.max(state.q_net(flat(rollout.obs)[:-16]), -1) - jnp.max(state.q_net(flat(rollout.next_obs)[:-16]), -1))
+    assert float(bootstrap_gap(stuck, state.q_net, *gap_args, jax.random.PRNGKey(3), "threshold")) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_planning_delay_really_delays():

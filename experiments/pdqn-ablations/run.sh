@@ -10,6 +10,7 @@
 #   ONLY=pdqn-sample GAMES="asterix freeway seaquest" bash experiments/pdqn-ablations/run.sh
 #   ONLY=pdqn-ens3-gate-1-batch-mean-delay-60 GAMES="asterix freeway" bash experiments/pdqn-ablations/run.sh
 #   ONLY=pdqn-ens3-gate-1-batch-mean-on-0.3 GAMES="asterix freeway" bash experiments/pdqn-ablations/run.sh
+#   ONLY=pdqn-defaults-gap GAMES="asterix" bash experiments/pdqn-ablations/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/pdqn-ablations/runs
@@ -48,6 +49,9 @@ for game in $GAMES; do
   # where to put vanish (gate_quality.md: fewer cells on than in real frames; at 0.3 the counts match)
   point pdqn-ens3-gate-1-batch-mean-on-0.3 "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
     --dyna.imagined-loss-mean batch --dyna.on-threshold 0.3
+  # today's defaults again, logging imagined_bootstrap_gap (the first runs of them predate that metric)
+  point pdqn-defaults-gap "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
+    --dyna.imagined-loss-mean batch
   if [ "${MORE:-0}" = 1 ]; then  # planned, not run yet (session time): MORE=1 bash experiments/pdqn-ablations/run.sh
     # twice the imagined gradient steps per update (40 imagined vs 64 real)
     point pdqn-plan-epochs-2 "$game" --alg pdqn "${FIRST_PDQN[@]}" --dyna.plan-epochs 2
