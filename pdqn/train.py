@@ -190,8 +190,9 @@ class Trainer(eqx.Module):
         k_start, k_imagine, k_update = jax.random.split(key, 3)
         real_obs = flatten_time(rollout.obs)
         starts = jax.random.randint(k_start, (dyna.num_rollouts,), 0, real_obs.shape[0])
+        step_model = ensemble_step_model(state.model)
         imagined = imagine(
-            ensemble_step_model(state.model),
+            step_model,
             state.q_net,
             real_obs[starts],
             k_imagine,
@@ -204,7 +205,7 @@ class Trainer(eqx.Module):
             dyna.on_threshold,
         )
         gap = bootstrap_gap(
-            ensemble_step_model(state.model),
+            step_model,
             state.q_net,
             real_obs[starts],
             flatten_time(rollout.action)[starts],

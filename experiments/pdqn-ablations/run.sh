@@ -7,7 +7,7 @@
 #   ONLY=pdqn-uncertain-2-batch-mean GAMES="space_invaders asterix seaquest" bash experiments/pdqn-ablations/run.sh
 #     (only the named variants, space-separated; the others of those games are skipped)
 #   ONLY="pqn-frames-4 pdqn-frames-4" GAMES="freeway asterix space_invaders" bash experiments/pdqn-ablations/run.sh
-#   ONLY=pdqn-sample GAMES="asterix freeway seaquest" bash experiments/pdqn-ablations/run.sh
+#   ONLY=pdqn-sample GAMES="asterix freeway" bash experiments/pdqn-ablations/run.sh
 #   ONLY=pdqn-ens3-gate-1-batch-mean-delay-60 GAMES="asterix freeway" bash experiments/pdqn-ablations/run.sh
 #   ONLY=pdqn-ens3-gate-1-batch-mean-on-0.3 GAMES="asterix freeway" bash experiments/pdqn-ablations/run.sh
 #   ONLY=pdqn-defaults-gap GAMES="asterix" bash experiments/pdqn-ablations/run.sh
