@@ -1,21 +1,20 @@
 """Checkpoints of the whole training state and saved policies, in Equinox's leaf serialisation.
 
-A run directory holds::
+Inside a run directory (:mod:`pdqn.rundir`)::
 
-    config.json                 the run's config (what ``--resume`` trains)
     checkpoints/ckpt-00000120.eqx   the arrays: TrainState of all seeds and the eval key
     checkpoints/ckpt-00000120.json  metadata: format version, config, update count, metric
                                     rows covered, seconds so far, last evaluation, sha256 of the .eqx
-    policy.eqx / policy.json    the final Q-networks (and PDQN dynamics models) of all seeds
+    policy.eqx / policy.json        the final Q-networks (and planner states) of all seeds
 
-Every file is written through a temporary file, fsynced and renamed. The ``.json`` is written
-after its ``.eqx`` and marks the checkpoint complete; a checkpoint without one is ignored.
+Every file is written atomically. The ``.json`` is written after its ``.eqx`` and marks the checkpoint
+complete; a checkpoint without one is ignored.
 """
 
 import dataclasses
 import hashlib
+import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,49 +22,30 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from pdqn.config import CheckpointConfig, Config, DynaConfig, PQNConfig, TrackConfig
+from pdqn.config import Config
+from pdqn.rundir import (
+    CHECKPOINT_DIR,
+    POLICY_FILE,
+    POLICY_META,
+    config_dict,
+    config_from_dict,
+    first_line,
+    fsync_dir,
+    normalised,
+    read_json,
+    write_atomic,
+)
 
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-POLICY_FILE = "policy.eqx"
-POLICY_META = "policy.json"
+FORMAT_VERSION = 2
+"""2: the training state holds a learner and a planner state (version 1 runs cannot be resumed)."""
 
 
 class CheckpointError(ValueError):
     """A checkpoint, saved policy or run config that is missing, corrupted or does not fit."""
 
 
-# ---- files ------------------------------------------------------------------------------
-
-
-def fsync_dir(path: Path) -> None:
-    """Make renames inside ``path`` durable (best effort: not every filesystem allows it)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _serialise(tree: Any) -> bytes:
     """The Equinox serialisation of ``tree``'s arrays, gathered to the host first."""
-    import io
-
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, jax.tree.map(_to_numpy, tree))
     return buffer.getvalue()
@@ -80,8 +60,6 @@ def _to_numpy(x: Any) -> Any:
 
 
 def _deserialise(data: bytes, like: Any, what: str) -> Any:
-    import io
-
     try:
         tree = eqx.tree_deserialise_leaves(io.BytesIO(data), like)
     except Exception as err:  # numpy raises several types on truncated or garbled data
@@ -107,69 +85,13 @@ def _check_shapes(tree: Any, like: Any, what: str) -> None:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{what} {path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{what} {path} is unreadable or corrupted ({err})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{what} {path} is corrupted (not a JSON object)")
-    return data
+    return read_json(path, what, CheckpointError)
 
 
 def _check_version(meta: dict[str, Any], path: Path) -> None:
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {version!r}; this pdqn reads version {FORMAT_VERSION}")
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-# ---- configs ----------------------------------------------------------------------------
-
-
-def config_dict(config: Config) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
-
-
-# Options whose default changed after they were added: a config saved before the option existed ran with
-# this value, not with today's default (anything else missing takes its default).
-LEGACY_VALUES: dict[str, dict[str, Any]] = {
-    "dyna": {"ensemble_size": 1, "max_disagreeing_cells": None, "imagined_loss_mean": "trusted"},
-}
-
-
-def config_from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from :func:`config_dict`'s output (ConfigError/TypeError if invalid)."""
-    data = dict(data)
-    nested = {"pqn": PQNConfig, "dyna": DynaConfig, "track": TrackConfig, "checkpoint": CheckpointConfig}
-    for name, cls in nested.items():
-        if name in data:
-            if not isinstance(data[name], dict):
-                raise TypeError(f"{name} must be an object")
-            data[name] = cls(**(LEGACY_VALUES.get(name, {}) | data[name]))
-    if data.get("run_dir") is not None:
-        data["run_dir"] = Path(data["run_dir"])
-    return Config(**data)
-
-
-def write_config(run_dir: Path, config: Config) -> None:
-    _write_atomic_bytes(run_dir / CONFIG_FILE, json.dumps(config_dict(config), indent=2).encode())
-    fsync_dir(run_dir)
-
-
-def read_config(run_dir: Path) -> Config:
-    """The config a run was started with (``RUN_DIR/config.json``)."""
-    path = run_dir / CONFIG_FILE
-    data = _read_json(path, "run config")
-    try:
-        return config_from_dict(data)
-    except Exception as err:  # ConfigError, TypeError, runtime type-check errors
-        raise CheckpointError(f"run config {path} is not a valid config ({first_line(err)})") from None
 
 
 # ---- checkpoints ------------------------------------------------------------------------
@@ -219,7 +141,7 @@ def save_checkpoint(
     update = int(progress["update"])
     data = _serialise({"states": states, "eval_key": eval_key})
     eqx_path = folder / f"{_stem(update)}.eqx"
-    _write_atomic_bytes(eqx_path, data)
+    write_atomic(eqx_path, data)
     meta = {
         "format_version": FORMAT_VERSION,
         "kind": "checkpoint",
@@ -230,7 +152,7 @@ def save_checkpoint(
         "jax_version": jax.__version__,
     }
     meta_path = folder / f"{_stem(update)}.json"
-    _write_atomic_bytes(meta_path, json.dumps(meta, indent=2, allow_nan=True).encode())
+    write_atomic(meta_path, json.dumps(meta, indent=2, allow_nan=True))
     fsync_dir(folder)
     prune(run_dir, config.checkpoint.keep)
     return meta_path
@@ -268,18 +190,10 @@ def load(meta_path: Path, config: Config, like: dict[str, Any]) -> Checkpoint:
     return Checkpoint(states=tree["states"], eval_key=tree["eval_key"], meta=meta)
 
 
-def _normalised(saved: Any) -> Any:
-    """A saved config as this version writes it: options added since it was saved take their defaults."""
-    try:
-        return config_dict(config_from_dict(saved))
-    except Exception:  # not a valid config at all: compared as saved, so it cannot match
-        return saved
-
-
 def _read_checkpoint(meta_path: Path, config: Config) -> tuple[dict[str, Any], bytes]:
     meta = _read_json(meta_path, "checkpoint metadata")
     _check_version(meta, meta_path)
-    if _normalised(meta.get("config")) != config_dict(config):
+    if normalised(meta.get("config")) != config_dict(config):
         raise CheckpointError(f"checkpoint {meta_path} was saved by a run with another config")
     eqx_path = meta_path.with_name(str(meta.get("file", "")))
     try:
@@ -298,27 +212,27 @@ def _read_checkpoint(meta_path: Path, config: Config) -> tuple[dict[str, Any], b
 
 
 def policy_tree(states: Any) -> dict[str, Any]:
-    """What a saved policy holds: the Q-networks and (PDQN) dynamics models of all seeds."""
-    return {"q_net": states.q_net, "model": states.model}
+    """What a saved policy holds: the Q-networks and (PDQN) planner states, e.g. world models, of all seeds."""
+    return {"q_net": states.learner.q_net, "planner": states.planner}
 
 
 def save_policy(run_dir: Path, config: Config, states: Any) -> Path:
     path = run_dir / POLICY_FILE
-    _write_atomic_bytes(path, _serialise(policy_tree(states)))
+    write_atomic(path, _serialise(policy_tree(states)))
     meta = {
         "format_version": FORMAT_VERSION,
         "kind": "policy",
         "file": POLICY_FILE,
-        "seeds": [config.seed + i for i in range(config.num_seeds)],
+        "seeds": config.seeds,
         "config": config_dict(config),
     }
-    _write_atomic_bytes(run_dir / POLICY_META, json.dumps(meta, indent=2).encode())
+    write_atomic(run_dir / POLICY_META, json.dumps(meta, indent=2))
     fsync_dir(run_dir)
     return path
 
 
 def load_policy(run_dir: Path) -> tuple[Config, dict[str, Any]]:
-    """The config and ``{"q_net", "model"}`` (stacked over seeds) saved at the end of a run."""
+    """The config and ``{"q_net", "planner"}`` (stacked over seeds) saved at the end of a run."""
     from pdqn.train import Trainer
 
     meta_path = run_dir / POLICY_META

@@ -7,11 +7,13 @@ range, so a bad value stops the program before anything is compiled.
 
 import dataclasses
 import math
+import typing
 from pathlib import Path
 from typing import Literal
 
 GameName = Literal["asterix", "breakout", "freeway", "space_invaders", "seaquest"]
-GAMES: tuple[str, ...] = ("asterix", "breakout", "freeway", "space_invaders", "seaquest")
+GAMES: tuple[str, ...] = typing.get_args(GameName)
+"""The MinAtar games, declared once (as the ``--env`` choices)."""
 
 
 class ConfigError(ValueError):
@@ -129,7 +131,15 @@ class PQNConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DynaConfig:
-    """PDQN planning: a learned dynamics model and imagined Q(lambda) updates (used by --alg pdqn)."""
+    """PDQN planning: a world model and imagined Q(lambda) updates (used by --alg pdqn)."""
+
+    planner: Literal["dyna"] = "dyna"
+    """How imagined data trains the Q-network: "dyna" (imagined rollouts from real states, their own Q(lambda)
+    updates after the real ones). Planners live in pdqn/planners/."""
+    model: Literal["learned", "oracle"] = "learned"
+    """The world model the planner imagines with: "learned" (the ensemble below, trained on every update's real
+    batch) or "oracle" (the real game stepped from the rollout's real states: a perfect model, the ceiling of
+    what planning can give; the model_* knobs are then unused)."""
 
     model_lr: float = 1e-3
     """Learning rate of the dynamics model."""
@@ -324,8 +334,9 @@ class Config:
     """Evaluate the greedy policy every this fraction of training (and at the end); 0 = only at the end."""
     eval_envs: int = 128
     """Environments for greedy evaluation, each run to the end of one episode."""
-    log_every: int = 0
-    """Updates per compiled chunk between progress lines (0 = chosen automatically)."""
+    log_every: int | None = None
+    """Updates per compiled chunk (None: chunks sized to about two seconds each, so a stop request is answered
+    quickly; progress lines come every ten seconds and at each evaluation)."""
     pqn: PQNConfig = dataclasses.field(default_factory=PQNConfig)
     """PQN hyperparameters (shared by PDQN)."""
     dyna: DynaConfig = dataclasses.field(default_factory=DynaConfig)
@@ -352,10 +363,10 @@ class Config:
             f">= pqn.num_envs*pqn.num_steps={self.pqn.batch_size} (one update)",
         )
         _require(
-            isinstance(self.log_every, int) and self.log_every >= 0,
+            self.log_every is None or (isinstance(self.log_every, int) and self.log_every >= 1),
             "log_every",
             self.log_every,
-            "a non-negative integer",
+            "a positive integer or None",
         )
         _require(
             math.isfinite(self.eval_every) and 0.0 <= self.eval_every <= 1.0,
@@ -394,11 +405,15 @@ class Config:
 
     @property
     def chunk_size(self) -> int:
-        """Updates per compiled chunk between host-side logging."""
-        if self.log_every:
-            return min(self.log_every, self.num_updates)
-        return min(self.eval_interval, max(1, self.num_updates // 100), self.num_updates) or 1
+        """Most updates one compiled chunk runs (its metric buffer's length); the host loop sizes each chunk
+        to about two seconds within it, or to log_every when that is set."""
+        return min(self.log_every or self.eval_interval, self.num_updates)
 
     @property
     def planning(self) -> bool:
         return self.alg == "pdqn"
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds of the run, one per vmapped program slice."""
+        return [self.seed + i for i in range(self.num_seeds)]

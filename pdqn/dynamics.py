@@ -13,6 +13,20 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from pdqn.layers import Dense, LayerNorm
+from pdqn.metrics import (
+    MODEL_CELL_ACCURACY,
+    MODEL_CHANGED_CELL_ACCURACY,
+    MODEL_OBS_EXACT,
+    MODEL_OBS_LOSS,
+    MODEL_REWARD_ABS_ERROR,
+    MODEL_REWARD_LOSS,
+    MODEL_TERM_PRECISION,
+    MODEL_TERM_RECALL,
+    MODEL_TERMINATED_LOSS,
+)
+
+# Termination counts per minibatch, averaged over an epoch before precision and recall are formed.
+TERM_TRUE_POSITIVE, TERM_PREDICTED, TERM_ACTUAL = "term_true_positive", "term_predicted", "term_actual"
 
 
 class Prediction(eqx.Module):
@@ -21,6 +35,8 @@ class Prediction(eqx.Module):
     terminated_logit: Float[Array, " batch"]
     disagreeing_cells: Int[Array, " batch"] | None = None
     """Cells whose thresholded prediction differs between ensemble members (None: one model)."""
+    truncated: Bool[Array, " batch"] | None = None
+    """Where the step hit the game's time limit (only a model that steps the real game knows; None: never)."""
 
 
 CERTAIN_LOGIT = 30.0
@@ -155,9 +171,9 @@ def model_loss(model: Ensemble, batch: ModelBatch) -> tuple[Float[Array, ""], di
     term_bce = jnp.mean(optax.sigmoid_binary_cross_entropy(pred.terminated_logit, terminated), axis=1)
     loss = jnp.sum(obs_bce + reward_mse + term_bce)
     return loss, model_metrics(pred, batch, model.frame_channels) | {
-        "model_obs_loss": jnp.mean(obs_bce),
-        "model_reward_loss": jnp.mean(reward_mse),
-        "model_terminated_loss": jnp.mean(term_bce),
+        MODEL_OBS_LOSS.name: jnp.mean(obs_bce),
+        MODEL_REWARD_LOSS.name: jnp.mean(reward_mse),
+        MODEL_TERMINATED_LOSS.name: jnp.mean(term_bce),
     }
 
 
@@ -170,15 +186,27 @@ def model_metrics(pred: Prediction, batch: ModelBatch, frame_channels: int) -> d
     changed = target_obs != (batch.obs[..., newest] > 0.5)
     predicted_term = pred.terminated_logit[0] > 0
     return {
-        "model_cell_accuracy": jnp.mean(correct),
-        "model_changed_cell_accuracy": jnp.sum(correct & changed) / jnp.maximum(jnp.sum(changed), 1),
-        "model_obs_exact": jnp.mean(jnp.all(correct, axis=(1, 2, 3))),
-        "model_reward_abs_error": jnp.mean(jnp.abs(pred.reward[0] - batch.reward)),
-        # Counts per minibatch; precision and recall are formed from their means later.
-        "model_term_true_positive": jnp.mean(predicted_term & batch.terminated),
-        "model_term_predicted": jnp.mean(predicted_term),
-        "model_term_actual": jnp.mean(batch.terminated),
+        MODEL_CELL_ACCURACY.name: jnp.mean(correct),
+        MODEL_CHANGED_CELL_ACCURACY.name: jnp.sum(correct & changed) / jnp.maximum(jnp.sum(changed), 1),
+        MODEL_OBS_EXACT.name: jnp.mean(jnp.all(correct, axis=(1, 2, 3))),
+        MODEL_REWARD_ABS_ERROR.name: jnp.mean(jnp.abs(pred.reward[0] - batch.reward)),
+        # Rates per minibatch; precision and recall are formed from their means by termination_scores.
+        TERM_TRUE_POSITIVE: jnp.mean(predicted_term & batch.terminated),
+        TERM_PREDICTED: jnp.mean(predicted_term),
+        TERM_ACTUAL: jnp.mean(batch.terminated),
     }
+
+
+def termination_scores(metrics: dict[str, Array]) -> dict[str, Array]:
+    """Replace the mean per-minibatch termination rates by termination precision and recall."""
+    metrics = dict(metrics)
+    true_positive = metrics.pop(TERM_TRUE_POSITIVE)
+    predicted = metrics.pop(TERM_PREDICTED)
+    actual = metrics.pop(TERM_ACTUAL)
+    nan = jnp.asarray(jnp.nan, jnp.float32)
+    metrics[MODEL_TERM_PRECISION.name] = jnp.where(predicted > 0, true_positive / predicted, nan)
+    metrics[MODEL_TERM_RECALL.name] = jnp.where(actual > 0, true_positive / actual, nan)
+    return metrics
 
 
 def model_optimiser() -> optax.GradientTransformation:

@@ -8,13 +8,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-GYMNAX_IDS: dict[str, str] = {
-    "asterix": "Asterix-MinAtar",
-    "breakout": "Breakout-MinAtar",
-    "freeway": "Freeway-MinAtar",
-    "space_invaders": "SpaceInvaders-MinAtar",
-    "seaquest": "Seaquest-MinAtar",
-}
+from pdqn.config import GAMES
+
+def gymnax_id(game: str) -> str:
+    """gymnax's name of a MinAtar game: ``space_invaders`` -> ``SpaceInvaders-MinAtar``."""
+    return "".join(word.capitalize() for word in game.split("_")) + "-MinAtar"
 
 
 class EpisodeStats(eqx.Module):
@@ -44,6 +42,16 @@ class EnvStep(eqx.Module):
     @property
     def done(self) -> Bool[Array, " envs"]:
         return jnp.logical_or(self.terminated, self.truncated)
+
+
+class Outcome(eqx.Module):
+    """What one step of a batch of environment states gives (see :class:`EnvStep` for the fields)."""
+
+    obs: Float[Array, "batch height width channels"]
+    final_obs: Float[Array, "batch height width channels"]
+    reward: Float[Array, " batch"]
+    terminated: Bool[Array, " batch"]
+    truncated: Bool[Array, " batch"]
 
 
 def first_stack(frame: Float[Array, "*batch c"], frames: int) -> Float[Array, "*batch channels"]:
@@ -107,34 +115,44 @@ class VecEnv(eqx.Module):
         stack = first_stack(obs, self.frames)
         return stack, StackedState(game=state, frames=stack), stats
 
-    def step(
-        self, key: PRNGKeyArray, state: Any, stats: EpisodeStats, action: Int[Array, " envs"]
-    ) -> tuple[EnvStep, Any, EpisodeStats]:
+    def transition(
+        self, key: PRNGKeyArray, state: Any, action: Int[Array, " batch"]
+    ) -> tuple["Outcome", Any]:
+        """One step of a batch of environment states (of any size), auto-reset where the episode ended."""
         game = state.game if self.frames > 1 else state
-        obs, game, reward, terminated, truncated, info = jax.vmap(
-            self.env.step, in_axes=(0, 0, 0, None)
-        )(jax.random.split(key, self.num_envs), game, action, self.params)
-        reward = reward.astype(jnp.float32)
+        obs, game, reward, terminated, truncated, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(key, action.shape[0]), game, action, self.params
+        )
         terminated = jnp.asarray(terminated, bool)
         truncated = jnp.logical_and(jnp.asarray(truncated, bool), ~terminated)
-        done = jnp.logical_or(terminated, truncated)
         obs = obs.astype(jnp.float32)
         final_obs = info["final_observation"].astype(jnp.float32)
         if self.frames > 1:
             final_obs = push_frame(state.frames, final_obs)
-            ended = done[:, None, None, None]
+            ended = jnp.logical_or(terminated, truncated)[:, None, None, None]
             obs = jnp.where(ended, first_stack(obs, self.frames), final_obs)
             state = StackedState(game=game, frames=obs)
         else:
             state = game
-        episode_return = stats.episode_return + reward
+        outcome = Outcome(
+            obs=obs, final_obs=final_obs, reward=reward.astype(jnp.float32), terminated=terminated, truncated=truncated
+        )
+        return outcome, state
+
+    def step(
+        self, key: PRNGKeyArray, state: Any, stats: EpisodeStats, action: Int[Array, " envs"]
+    ) -> tuple[EnvStep, Any, EpisodeStats]:
+        """:meth:`transition` of all ``num_envs`` environments, with their episodes' running return and length."""
+        out, state = self.transition(key, state, action)
+        done = jnp.logical_or(out.terminated, out.truncated)
+        episode_return = stats.episode_return + out.reward
         episode_length = stats.episode_length + 1
         step = EnvStep(
-            obs=obs,
-            final_obs=final_obs,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
+            obs=out.obs,
+            final_obs=out.final_obs,
+            reward=out.reward,
+            terminated=out.terminated,
+            truncated=out.truncated,
             finished_return=episode_return,
             finished_length=episode_length,
         )
@@ -147,7 +165,7 @@ class VecEnv(eqx.Module):
 
 def make_env(name: str, num_envs: int, frames: int = 1) -> VecEnv:
     """A vectorised MinAtar game by its short name (``breakout``, ``space_invaders``, ...)."""
-    if name not in GYMNAX_IDS:
-        raise ValueError(f"unknown env {name!r}: must be one of {'|'.join(GYMNAX_IDS)}")
-    env, params = gymnax.make(GYMNAX_IDS[name])
+    if name not in GAMES:
+        raise ValueError(f"unknown env {name!r}: must be one of {'|'.join(GAMES)}")
+    env, params = gymnax.make(gymnax_id(name))
     return VecEnv(env=env, params=params, num_envs=num_envs, frames=frames)

@@ -1,7 +1,9 @@
-"""Imagine: scan the dynamics model over a horizon, acting epsilon-greedily with the Q-network."""
+"""Imagine: scan a world model over a horizon, acting epsilon-greedily with the Q-network, and turn the
+imagined rollouts into Q(lambda) targets (the same target function as real data)."""
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -14,11 +16,27 @@ from pdqn.q_update import QBatch
 from pdqn.schedules import epsilon_greedy
 from pdqn.targets import batched_q_lambda_targets
 
-# A model maps (obs, action, key) to one sampled prediction per row; the learned
-# ensemble and the true environment (in tests) both fit this signature.
 StepModel = Callable[
-    [Float[Array, "batch height width channels"], Int[Array, " batch"], PRNGKeyArray], Prediction
+    [Float[Array, "batch height width channels"], Any, Int[Array, " batch"], PRNGKeyArray], tuple[Prediction, Any]
 ]
+"""One imagined step: ``(obs, carry, action, key) -> (prediction, next carry)``. ``carry`` is whatever the model
+needs beyond the observation (the real game's state for the oracle; None for a learned model)."""
+
+
+class ImaginedStart(eqx.Module):
+    """Where imagined rollouts start: real observations and the model's carry for them."""
+
+    obs: Float[Array, "rollouts height width channels"]
+    carry: Any = None
+
+
+class RealSteps(eqx.Module):
+    """Real transitions, as the bootstrap-gap diagnostic reads them."""
+
+    start: ImaginedStart
+    action: Int[Array, " batch"]
+    next_obs: Float[Array, "batch height width channels"]
+    terminated: Bool[Array, " batch"]
 
 
 class ImaginedRollout(eqx.Module):
@@ -29,7 +47,7 @@ class ImaginedRollout(eqx.Module):
     reward: Float[Array, "H rollouts"]
     terminated: Bool[Array, "H rollouts"]
     alive: Bool[Array, "H rollouts"]
-    """False once the imagined episode has ended at an earlier step."""
+    """False once the imagined episode has ended (or hit the game's time limit) at an earlier step."""
     trusted: Bool[Array, "H rollouts"]
     """False from the first step whose predicted next observation was too uncertain."""
     disagreeing_cells: Int[Array, "H rollouts"]
@@ -75,86 +93,88 @@ def disagreeing_cells(member_logits: Float[Array, "members batch h w c"]) -> Int
     return jnp.sum(jnp.any(votes != votes[:1], axis=0), axis=(1, 2, 3))
 
 
-def imagine(
-    step_model: StepModel,
-    q_net: QNetwork,
-    start_obs: Float[Array, "rollouts height width channels"],
-    key: PRNGKeyArray,
-    epsilon: Float[Array, ""],
-    horizon: int,
-    binarize: str,
-    max_cell_uncertainty: float = 0.5,
-    max_disagreeing_cells: int | None = None,
-    max_uncertain_cells: int = 0,
-    on_threshold: float = 0.5,
-) -> ImaginedRollout:
-    """Roll the model forward from ``start_obs``; an imagined episode that ends stays ended.
+class Imagination(eqx.Module):
+    """How imagined rollouts are made: their length, how predicted cells become a binary frame, and the trust
+    gates. A step is trusted while every step so far predicted at most ``max_uncertain_cells`` cells whose
+    probability ``p`` has ``min(p, 1 - p) > max_cell_uncertainty`` (a bound of 0.5 trusts everything) and,
+    given a bound, the ensemble members disagreed on at most ``max_disagreeing_cells`` cells."""
 
-    A step is trusted while every step so far predicted at most ``max_uncertain_cells`` cells
-    whose probability ``p`` has ``min(p, 1 - p) > max_cell_uncertainty`` (a bound of 0.5 trusts
-    everything) and, given a bound, the ensemble members disagreed on at most
-    ``max_disagreeing_cells`` cells of each prediction.
-    """
+    horizon: int = eqx.field(static=True)
+    binarize: str = eqx.field(static=True, default="threshold")
+    on_threshold: float = eqx.field(static=True, default=0.5)
+    max_cell_uncertainty: float = eqx.field(static=True, default=0.5)
+    max_uncertain_cells: int = eqx.field(static=True, default=0)
+    max_disagreeing_cells: int | None = eqx.field(static=True, default=None)
 
-    def step(carry, key):
-        obs, q, alive, trusted = carry
-        k_act, k_model, k_obs, k_term = jax.random.split(key, 4)
-        action = epsilon_greedy(k_act, q, epsilon)
-        pred = step_model(obs, action, k_model)
-        next_obs = binarise(k_obs, pred.next_obs_logits, binarize, on_threshold)
-        uncertain = uncertain_cells(pred.next_obs_logits, max_cell_uncertainty)
-        trusted = trusted & (uncertain <= max_uncertain_cells)
-        disagreeing = jnp.zeros(obs.shape[0], jnp.int32) if pred.disagreeing_cells is None else pred.disagreeing_cells
-        if max_disagreeing_cells is not None:
+    def trust(self, pred: Prediction) -> tuple[Bool[Array, " batch"], Int[Array, " batch"], Int[Array, " batch"]]:
+        """Whether each prediction passes the gates; its disagreeing and uncertain cell counts."""
+        uncertain = uncertain_cells(pred.next_obs_logits, self.max_cell_uncertainty)
+        trusted = uncertain <= self.max_uncertain_cells
+        batch = pred.reward.shape[0]
+        disagreeing = jnp.zeros(batch, jnp.int32) if pred.disagreeing_cells is None else pred.disagreeing_cells
+        if self.max_disagreeing_cells is not None:
             if pred.disagreeing_cells is None:
-                raise ValueError("max_disagreeing_cells needs a step model that reports ensemble disagreement")
-            trusted = trusted & (disagreeing <= max_disagreeing_cells)
-        terminated = jax.random.bernoulli(k_term, jax.nn.sigmoid(pred.terminated_logit))
-        q_next = q_net(next_obs)
-        transition = ImaginedStep(
-            obs=obs,
-            action=action,
-            reward=pred.reward,
-            terminated=terminated,
-            alive=alive,
-            trusted=trusted,
-            disagreeing_cells=disagreeing,
-            uncertain_cells=uncertain,
-            q_next_max=greedy_value(q_next),
-        )
-        return (next_obs, q_next, alive & ~terminated, trusted), transition
+                raise ValueError("max_disagreeing_cells needs a model that reports ensemble disagreement")
+            trusted = trusted & (disagreeing <= self.max_disagreeing_cells)
+        return trusted, disagreeing, uncertain
 
-    ones = jnp.ones(start_obs.shape[0], bool)
-    init = (start_obs, q_net(start_obs), ones, ones)
-    _, steps = jax.lax.scan(step, init, jax.random.split(key, horizon))
-    return ImaginedRollout(**vars(steps))
+    def rollout(
+        self,
+        step_model: StepModel,
+        q_net: QNetwork,
+        start: ImaginedStart,
+        key: PRNGKeyArray,
+        epsilon: Float[Array, ""],
+    ) -> ImaginedRollout:
+        """Roll the model forward from ``start``; an imagined episode that ends stays ended."""
 
+        def step(carry, key):
+            obs, model_carry, q, alive, trusted = carry
+            k_act, k_model, k_obs, k_term = jax.random.split(key, 4)
+            action = epsilon_greedy(k_act, q, epsilon)
+            pred, model_carry = step_model(obs, model_carry, action, k_model)
+            next_obs = binarise(k_obs, pred.next_obs_logits, self.binarize, self.on_threshold)
+            step_trusted, disagreeing, uncertain = self.trust(pred)
+            trusted = trusted & step_trusted
+            terminated = jax.random.bernoulli(k_term, jax.nn.sigmoid(pred.terminated_logit))
+            ended = terminated if pred.truncated is None else terminated | pred.truncated
+            q_next = q_net(next_obs)
+            transition = ImaginedStep(
+                obs=obs,
+                action=action,
+                reward=pred.reward,
+                terminated=terminated,
+                alive=alive,
+                trusted=trusted,
+                disagreeing_cells=disagreeing,
+                uncertain_cells=uncertain,
+                q_next_max=greedy_value(q_next),
+            )
+            return (next_obs, model_carry, q_next, alive & ~ended, trusted), transition
 
-def bootstrap_gap(
-    step_model: StepModel,
-    q_net: QNetwork,
-    obs: Float[Array, "batch height width channels"],
-    action: Int[Array, " batch"],
-    next_obs: Float[Array, "batch height width channels"],
-    terminated: Bool[Array, " batch"],
-    key: PRNGKeyArray,
-    binarize: str,
-    on_threshold: float = 0.5,
-) -> Float[Array, ""]:
-    """Mean of ``max_a Q(predicted next_obs, a) - max_a Q(next_obs, a)`` over real transitions that did not
-    terminate: how much the imagined bootstrap over- (or under-) values where the real step led."""
-    k_model, k_obs = jax.random.split(key)
-    predicted = binarise(k_obs, step_model(obs, action, k_model).next_obs_logits, binarize, on_threshold)
-    gap = greedy_value(q_net(predicted)) - greedy_value(q_net(next_obs))
-    live = (~terminated).astype(jnp.float32)
-    return jnp.sum(gap * live) / jnp.maximum(jnp.sum(live), 1.0)
+        ones = jnp.ones(start.obs.shape[0], bool)
+        init = (start.obs, start.carry, q_net(start.obs), ones, ones)
+        _, steps = jax.lax.scan(step, init, jax.random.split(key, self.horizon))
+        return ImaginedRollout(**vars(steps))
+
+    def bootstrap_gap(
+        self, step_model: StepModel, q_net: QNetwork, real: RealSteps, key: PRNGKeyArray
+    ) -> Float[Array, ""]:
+        """Mean of ``max_a Q(predicted next_obs, a) - max_a Q(next_obs, a)`` over real transitions that did not
+        terminate: how much the imagined bootstrap over- (or under-) values where the real step led."""
+        k_model, k_obs = jax.random.split(key)
+        pred, _ = step_model(real.start.obs, real.start.carry, real.action, k_model)
+        predicted = binarise(k_obs, pred.next_obs_logits, self.binarize, self.on_threshold)
+        gap = greedy_value(q_net(predicted)) - greedy_value(q_net(real.next_obs))
+        live = (~real.terminated).astype(jnp.float32)
+        return jnp.sum(gap * live) / jnp.maximum(jnp.sum(live), 1.0)
 
 
 def imagined_batch(rollout: ImaginedRollout, gamma: float, td_lambda: float) -> QBatch:
     """Q(lambda) targets over imagined rollouts, flattened for minibatching.
 
-    Only steps of a live, trusted rollout carry weight. Before the first untrusted step the
-    trace is cut as at a truncation: that step bootstraps from Q of its (trusted) prediction.
+    Only steps of a live, trusted rollout carry weight. Before the first untrusted (or ended) step the
+    trace is cut as at a truncation: that step bootstraps from Q of its own prediction.
     """
     valid = rollout.alive & rollout.trusted
     cut = jnp.concatenate([~valid[1:], jnp.zeros_like(valid[:1])], axis=0)
@@ -168,19 +188,3 @@ def imagined_batch(rollout: ImaginedRollout, gamma: float, td_lambda: float) -> 
         target=flat(targets),
         weight=flat(valid).astype(jnp.float32),
     )
-
-
-def ensemble_step_model(ensemble) -> StepModel:
-    """Sample one ensemble member per row at each step; report how many cells the members disagree on."""
-
-    def step_model(obs, action, key):
-        preds = ensemble(obs, action)
-        member = jax.random.randint(key, (obs.shape[0],), 0, ensemble.size)
-        rows = jnp.arange(obs.shape[0])
-        chosen = jax.tree.map(lambda x: x[member, rows], preds)
-        if ensemble.size == 1:  # one model cannot disagree: leave disagreeing_cells None
-            return chosen
-        disagreeing = disagreeing_cells(preds.next_obs_logits)
-        return eqx.tree_at(lambda p: p.disagreeing_cells, chosen, disagreeing, is_leaf=lambda x: x is None)
-
-    return step_model

@@ -1,14 +1,25 @@
 """Collect: a scan over time of epsilon-greedy steps in the vectorised environments."""
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from pdqn.envs import VecEnv
+from pdqn.envs import EpisodeStats, VecEnv
+from pdqn.metrics import BEHAVIOUR_LENGTH, BEHAVIOUR_RETURN, EPISODES, REWARD_RATE, TERMINATION_RATE
 from pdqn.networks import QNetwork, greedy_value
 from pdqn.schedules import epsilon_greedy
-from pdqn.state import TrainState
+
+
+class EnvCarry(eqx.Module):
+    """Where the training environments are between updates."""
+
+    state: Any
+    """The environments' states (gymnax's, or a frame stack around them)."""
+    stats: EpisodeStats
+    obs: Float[Array, "envs height width channels"]
 
 
 class Rollout(eqx.Module):
@@ -25,6 +36,9 @@ class Rollout(eqx.Module):
     """max_a Q(next_obs, a) under the behaviour network, the Q(lambda) bootstrap."""
     finished_return: Float[Array, "T envs"]
     finished_length: Int[Array, "T envs"]
+    env_state: Any = None
+    """The environment state each ``obs`` was observed in (``[T, envs]`` leaves), kept only for a planner
+    that steps the real game from real states (the oracle model); None otherwise."""
 
 
 class Transition(eqx.Module):
@@ -39,27 +53,33 @@ class Transition(eqx.Module):
     q_next_max: Float[Array, " envs"]
     finished_return: Float[Array, " envs"]
     finished_length: Int[Array, " envs"]
+    env_state: Any = None
 
 
-def collect(env: VecEnv, state: TrainState, epsilon: Float[Array, ""], num_steps: int) -> tuple[TrainState, Rollout]:
-    """Run ``num_steps`` vectorised steps with the current Q-network."""
-    key, rollout_key = jax.random.split(state.key)
-    q_net = state.q_net
+def collect(
+    env: VecEnv,
+    q_net: QNetwork,
+    carry: EnvCarry,
+    key: PRNGKeyArray,
+    *,
+    epsilon: Float[Array, ""],
+    num_steps: int,
+    keep_env_states: bool = False,
+) -> tuple[EnvCarry, Rollout]:
+    """Run ``num_steps`` vectorised epsilon-greedy steps with ``q_net``."""
 
-    def step(carry, key):
-        env_state, stats, obs, q = carry
+    def step(carry: tuple[EnvCarry, Array], key: PRNGKeyArray):
+        envs, q = carry
         k_act, k_env = jax.random.split(key)
         action = epsilon_greedy(k_act, q, epsilon)
-        out, env_state, stats = env.step(k_env, env_state, stats, action)
+        out, env_state, stats = env.step(k_env, envs.state, envs.stats, action)
         q_next = q_net(out.obs)
         # Only a truncated step needs Q of its pre-reset observation; skip that pass when none did
         # (under a vmap over seeds the predicate is batched and both branches run).
-        q_final = jax.lax.cond(
-            jnp.any(out.truncated), lambda: q_net(out.final_obs), lambda: q_next
-        )
+        q_final = jax.lax.cond(jnp.any(out.truncated), lambda: q_net(out.final_obs), lambda: q_next)
         q_boot = jnp.where(out.truncated[:, None], q_final, q_next)
         transition = Transition(
-            obs=obs,
+            obs=envs.obs,
             action=action,
             reward=out.reward,
             terminated=out.terminated,
@@ -68,27 +88,26 @@ def collect(env: VecEnv, state: TrainState, epsilon: Float[Array, ""], num_steps
             q_next_max=greedy_value(q_boot),
             finished_return=out.finished_return,
             finished_length=out.finished_length,
+            env_state=envs.state if keep_env_states else None,
         )
-        return (env_state, stats, out.obs, q_next), transition
+        return (EnvCarry(state=env_state, stats=stats, obs=out.obs), q_next), transition
 
-    init = (state.env_state, state.env_stats, state.obs, q_net(state.obs))
-    (env_state, stats, obs, _), steps = jax.lax.scan(step, init, jax.random.split(rollout_key, num_steps))
-    rollout = Rollout(**vars(steps))
-    state = eqx.tree_at(
-        lambda s: (s.env_state, s.env_stats, s.obs, s.key), state, (env_state, stats, obs, key)
-    )
-    return state, rollout
+    (carry, _), steps = jax.lax.scan(step, (carry, q_net(carry.obs)), jax.random.split(key, num_steps))
+    return carry, Rollout(**vars(steps))
 
 
 def episode_metrics(rollout: Rollout) -> dict[str, Array]:
-    """Mean undiscounted return and length of the episodes that ended in this rollout (NaN if none)."""
+    """Mean undiscounted return and length of the episodes that ended in this rollout (NaN if none), and the
+    batch's reward and termination rates."""
     done = jnp.logical_or(rollout.terminated, rollout.truncated)
     count = jnp.sum(done)
     mean_return = jnp.sum(jnp.where(done, rollout.finished_return, 0.0)) / count
     mean_length = jnp.sum(jnp.where(done, rollout.finished_length, 0)) / count
     nan = jnp.asarray(jnp.nan, jnp.float32)
     return {
-        "behaviour_return": jnp.where(count > 0, mean_return, nan),
-        "behaviour_length": jnp.where(count > 0, mean_length, nan),
-        "episodes": count,
+        BEHAVIOUR_RETURN.name: jnp.where(count > 0, mean_return, nan),
+        BEHAVIOUR_LENGTH.name: jnp.where(count > 0, mean_length, nan),
+        EPISODES.name: count,
+        REWARD_RATE.name: jnp.mean(rollout.reward),
+        TERMINATION_RATE.name: jnp.mean(rollout.terminated),
     }

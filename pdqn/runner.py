@@ -1,19 +1,21 @@
-"""The host loop: compiled chunks of updates, greedy evaluations, progress lines and outputs.
+"""The host loop: compiled chunks of updates, greedy evaluations, the NaN guard, outputs, checkpoints and
+progress lines. All I/O happens here, between chunks; the compiled step never calls back to Python.
 
-All I/O happens here, between chunks; the compiled step never calls back to Python.
+Every wait on compiled work (compiling, a chunk, an evaluation) polls for SIGINT/SIGTERM, so a stop request is
+answered within a fraction of a second: the newest completed state is checkpointed and
+:class:`Interrupted` is raised (the work in flight is abandoned and redone on ``--resume``).
 """
 
 import dataclasses
 import json
 import math
-import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import equinox as eqx
 import jax
@@ -24,143 +26,17 @@ import polars as pl
 from pdqn import checkpoint
 from pdqn.config import Config
 from pdqn.devices import is_primary, seed_placement, to_host
+from pdqn.hooks import RunHooks, RunInfo, SafeHooks
+from pdqn.metrics import BEHAVIOUR_RETURN, ENV_STEP, SEED, TARGET_RETURN, UPDATE, Metric
+from pdqn.rundir import METRICS_FILE, SUMMARY_FILE, config_dict, write_atomic, write_config
 from pdqn.state import TrainState
 from pdqn.train import Trainer, compiled
 
-METRICS_FILE = "metrics.parquet"
-SUMMARY_FILE = "summary.json"
-
-
-class RunHooks:
-    """Host-side observers of a run (experiment trackers). Every method may be a no-op.
-
-    They are called between compiled chunks only; a hook that fails must not stop
-    training, so :func:`run` reports its error once and carries on without it.
-    """
-
-    def start(self, config: Config, run_dir: Path, seeds: list[int]) -> None:
-        """Called once before the first chunk."""
-
-    def log(self, rows: pl.DataFrame) -> None:
-        """Called after each chunk with that chunk's new rows (one per seed and update)."""
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        """Called once at the end with the run's summary."""
-
-    def close(self) -> None:
-        """Called always, also when training stops early."""
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used."""
-
-
-def default_run_dir(config: Config) -> Path:
-    return Path("runs") / f"{config.alg}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def prepare_run_dir(path: Path) -> Path:
-    """Create the run directory; refuse one that already holds a run's outputs."""
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"run dir {path} exists and is not a directory")
-    if (path / SUMMARY_FILE).exists():
-        raise RunDirError(f"run dir {path} already holds a finished run; choose another --run-dir")
-    if any((path / name).exists() for name in (METRICS_FILE, checkpoint.CONFIG_FILE, checkpoint.CHECKPOINT_DIR)):
-        raise RunDirError(f"run dir {path} already holds a run; continue it with --resume {path} or choose another --run-dir")
-    check_writable(path)
-    return path
-
-
-def check_writable(path: Path) -> None:
-    """Create ``path`` if needed and prove a file can be written in it."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise RunDirError(f"run dir {path} is not writable: {err.strerror}") from None
-
-
-def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file, fsync it, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def config_dict(config: Config) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
-
-
-def metric_rows(metrics: dict[str, np.ndarray], num_updates: int, first_update: int, seeds: list[int]) -> pl.DataFrame:
-    """One row per seed and update from a chunk's ``[seed, update]`` metric arrays."""
-    frames = []
-    for i, seed in enumerate(seeds):
-        columns: dict[str, Any] = {
-            "seed": np.full(num_updates, seed, np.int64),
-            "update": np.arange(first_update + 1, first_update + num_updates + 1, dtype=np.int64),
-        }
-        for name, values in sorted(metrics.items()):
-            columns[name] = values[i, :num_updates].astype(np.float64)
-        columns["env_step"] = columns["env_step"].astype(np.int64)
-        frames.append(pl.DataFrame(columns))
-    return pl.concat(frames)
-
-
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
-def progress_line(
-    config: Config, frame: pl.DataFrame, update: int, steps_per_second: float, last_target: float
-) -> str:
-    latest = frame.filter(pl.col("update") == update)
-    steps = update * config.env_steps_per_update
-    total = config.num_updates * config.env_steps_per_update
-    remaining = (total - steps) * config.num_seeds / steps_per_second if steps_per_second > 0 else math.inf
-    recent = frame.filter(pl.col("update") > update - max(1, config.num_updates // 50))
-    behaviour = recent["behaviour_return"].drop_nans().mean()
-    parts = [
-        f"[{config.alg} {config.env}] {steps:,}/{total:,} steps ({100 * steps / total:.0f}%)",
-        f"{steps_per_second:,.0f} steps/s",
-        f"ETA {format_duration(remaining)}",
-        f"behaviour {behaviour if behaviour is not None else float('nan'):.2f}",
-        f"greedy {last_target:.2f}" if math.isfinite(last_target) else "greedy – (not evaluated yet)",
-        f"td {latest['td_loss'].mean():.4f}",
-    ]
-    if config.planning:
-        parts.append(f"model cell-acc {latest['model_cell_accuracy'].mean():.4f}")
-        parts.append(f"changed-acc {latest['model_changed_cell_accuracy'].mean():.3f}")
-        parts.append(f"imag-td {latest['imagined_td_loss'].mean():.4f}")
-    return " | ".join(parts)
-
-
-class SafeHooks:
-    """Calls each hook, dropping (with one message) any hook that raises."""
-
-    def __init__(self, hooks: Sequence[RunHooks], log: Any):
-        self.hooks = list(hooks)
-        self.log = log
-
-    def call(self, method: str, *args: Any) -> None:
-        for hook in list(self.hooks):
-            try:
-                getattr(hook, method)(*args)
-            except Exception as err:  # a tracker must never cost the run
-                print(f"warning: {type(hook).__name__}.{method} failed ({err}); continuing without it", file=self.log)
-                self.hooks.remove(hook)
-                try:
-                    hook.close()
-                except Exception:
-                    pass
+CHUNK_SECONDS = 2.0
+"""Wall-clock length a chunk is sized to (without ``--log-every``): the longest a stop request waits."""
+PROGRESS_SECONDS = 10.0
+"""At most one progress line per this many seconds (and one at each evaluation and at the end)."""
+POLL_SECONDS = 0.05
 
 
 class NonFiniteError(RuntimeError):
@@ -168,7 +44,7 @@ class NonFiniteError(RuntimeError):
 
 
 class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; a checkpoint was saved between chunks before stopping."""
+    """SIGINT/SIGTERM arrived; the newest completed state was checkpointed before stopping."""
 
     def __init__(self, signum: int, update: int):
         self.signum = signum
@@ -176,62 +52,8 @@ class Interrupted(Exception):
         super().__init__(f"stopped by {signal.Signals(signum).name} after update {update}; checkpoint saved")
 
 
-LOSS_COLUMNS = ("td_loss", "mean_q")
-MODEL_LOSS_COLUMNS = ("model_loss",)
-PLANNING_LOSS_COLUMNS = ("imagined_td_loss", "imagined_mean_q")
-
-
-def run(
-    config: Config,
-    run_dir: Path,
-    log: Any = sys.stderr,
-    hooks: Sequence[RunHooks] = (),
-    resume: bool = False,
-) -> dict[str, Any]:
-    """Train ``config`` to completion, writing ``metrics.parquet`` and ``summary.json`` to ``run_dir``.
-
-    With ``resume`` the run continues from the newest checkpoint in ``run_dir`` (metric rows
-    beyond it are dropped) and ends exactly as an uninterrupted run would.
-    """
-    observers = SafeHooks(hooks, log)
-    try:
-        return _run(config, run_dir, log, observers, resume)
-    finally:
-        observers.call("close")
-
-
-@dataclasses.dataclass
-class Progress:
-    """Host-side state of a run between chunks (saved in each checkpoint's metadata)."""
-
-    done: int = 0
-    frames: list[pl.DataFrame] = dataclasses.field(default_factory=list)
-    last_eval: list[list[float]] | None = None
-    update_seconds: float = 0.0
-    train_seconds: float = 0.0
-    checkpointed: int = -1
-    """Update count of the newest checkpoint on disk (-1: none)."""
-
-    @property
-    def rows(self) -> int:
-        return sum(frame.height for frame in self.frames)
-
-    @property
-    def last_target(self) -> float:
-        return float(np.mean(self.last_eval)) if self.last_eval is not None else float("nan")
-
-    def meta(self, train_seconds: float) -> dict[str, Any]:
-        return {
-            "update": self.done,
-            "rows": self.rows,
-            "last_eval": self.last_eval,
-            "update_seconds": self.update_seconds,
-            "train_seconds": train_seconds,
-        }
-
-
 class StopSignals:
-    """Turn the first SIGINT/SIGTERM into a flag checked between chunks; a second one acts at once."""
+    """Turn the first SIGINT/SIGTERM into a flag the loop polls; a second one acts at once."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -253,18 +75,86 @@ class StopSignals:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 
+    def wait(self, result: Any) -> bool:
+        """Block until every array of ``result`` is computed; False as soon as a stop signal arrives."""
+        leaves = [x for x in jax.tree.leaves(result) if isinstance(x, jax.Array)]
+        while not all(x.is_ready() for x in leaves):
+            if self.received is not None:
+                return False
+            time.sleep(POLL_SECONDS)
+        return self.received is None
+
+    def compile(self, fn: Any, *args: Any) -> tuple[Any, float] | None:
+        """:func:`compiled` in a background thread; None if a stop signal arrives first."""
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = compiled(fn, *args)
+            except BaseException as err:  # re-raised in the main thread
+                box["error"] = err
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            if self.received is not None:
+                return None
+            thread.join(POLL_SECONDS)
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+
+# ---- host-side progress -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Progress:
+    """Host-side state of a run between chunks (saved in each checkpoint's metadata)."""
+
+    done: int = 0
+    evaluated: int = 0
+    """The last update whose greedy evaluation is recorded (0: none yet)."""
+    frames: list[pl.DataFrame] = dataclasses.field(default_factory=list)
+    last_eval: list[list[float]] | None = None
+    update_seconds: float = 0.0
+    train_seconds: float = 0.0
+    checkpointed: int = -1
+    """Update count of the newest checkpoint on disk (-1: none)."""
+
+    @property
+    def rows(self) -> int:
+        return sum(frame.height for frame in self.frames)
+
+    @property
+    def last_target(self) -> float:
+        return float(np.mean(self.last_eval)) if self.last_eval is not None else float("nan")
+
+    def meta(self, train_seconds: float) -> dict[str, Any]:
+        return {
+            "update": self.done,
+            "evaluated": self.evaluated,
+            "rows": self.rows,
+            "last_eval": self.last_eval,
+            "update_seconds": self.update_seconds,
+            "train_seconds": train_seconds,
+        }
+
+    def all_rows(self) -> pl.DataFrame:
+        return pl.concat(self.frames, how="diagonal_relaxed")
+
 
 def initial_eval_key(config: Config) -> jax.Array:
     return jax.random.PRNGKey(config.seed + 1_000_003)
 
 
-def restore(config: Config, run_dir: Path, states: TrainState, eval_key: jax.Array, log: Any):
-    """Load the newest checkpoint and the metric rows it covers (later rows are dropped from disk)."""
-    like = {"states": states, "eval_key": eval_key}
+def restore(config: Config, run_dir: Path, like: dict[str, Any], log: Any) -> tuple[Any, Any, Progress]:
+    """The newest checkpoint (states, eval key) and the metric rows it covers (later rows are dropped from disk)."""
     ckpt = checkpoint.load_latest(run_dir, config, like)
     meta = ckpt.meta
     progress = Progress(
         done=ckpt.update,
+        evaluated=int(meta.get("evaluated", ckpt.update)),
         last_eval=meta.get("last_eval"),
         update_seconds=float(meta.get("update_seconds", 0.0)),
         train_seconds=float(meta.get("train_seconds", 0.0)),
@@ -276,7 +166,7 @@ def restore(config: Config, run_dir: Path, states: TrainState, eval_key: jax.Arr
             rows = pl.read_parquet(path)
         except Exception as err:
             raise checkpoint.CheckpointError(f"{path} is missing or unreadable ({type(err).__name__})") from None
-        kept = rows.filter(pl.col("update") <= ckpt.update)
+        kept = rows.filter(pl.col(UPDATE) <= ckpt.update)
         if kept.height != meta["rows"]:
             raise checkpoint.CheckpointError(
                 f"{path} holds {kept.height} rows up to update {ckpt.update}, the checkpoint expects {meta['rows']}"
@@ -288,33 +178,29 @@ def restore(config: Config, run_dir: Path, states: TrainState, eval_key: jax.Arr
     return ckpt.states, ckpt.eval_key, progress
 
 
-def checkpoint_due(config: Config, before: int, after: int) -> bool:
-    """A checkpoint every ``checkpoint.every`` updates (0: at each evaluation point) and at the end."""
-    every = config.checkpoint.every or config.eval_interval
-    return after // every > before // every or after == config.num_updates
+# ---- the NaN guard ----------------------------------------------------------------------
 
 
-def non_finite(config: Config, metrics: dict[str, np.ndarray], n: int, first_update: int) -> str | None:
-    """Describe the earliest NaN/inf loss-type metric of a chunk (None when all are finite)."""
-    columns = list(LOSS_COLUMNS)
-    if config.planning:
-        columns += list(MODEL_LOSS_COLUMNS) + list(PLANNING_LOSS_COLUMNS)
+def non_finite(
+    metrics: Sequence[Metric], values: dict[str, np.ndarray], n: int, first_update: int, seeds: Sequence[int]
+) -> str | None:
+    """Describe the earliest NaN/inf among the guarded metrics of a chunk (None when all are finite)."""
     worst: tuple[int, int, str] | None = None
-    for name in columns:
-        if name not in metrics:
+    for metric in metrics:
+        if not metric.guarded:
             continue
-        values = metrics[name][:, :n]
-        bad = ~np.isfinite(values)
-        if name in PLANNING_LOSS_COLUMNS and "planning_active" in metrics:
-            bad &= metrics["planning_active"][:, :n] > 0.5
+        bad = ~np.isfinite(values[metric.name][:, :n])
+        if metric.guarded_while is not None:
+            bad &= values[metric.guarded_while][:, :n] > 0.5
         if bad.any():
-            seed_index, step = np.argwhere(bad)[np.argmin(np.argwhere(bad)[:, 1])]
-            candidate = (int(step), int(seed_index), name)
+            where = np.argwhere(bad)
+            seed_index, step = where[np.argmin(where[:, 1])]
+            candidate = (int(step), int(seed_index), metric.name)
             worst = candidate if worst is None or candidate[0] < worst[0] else worst
     if worst is None:
         return None
     step, seed_index, name = worst
-    return f"{name} at update {first_update + step + 1} (seed {config.seed + seed_index})"
+    return f"{name} at update {first_update + step + 1} (seed {seeds[seed_index]})"
 
 
 @eqx.filter_jit
@@ -324,130 +210,276 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 def params_finite(states: TrainState) -> bool:
-    return bool(all_finite((states.q_net, states.model)))
+    return bool(all_finite((states.learner.q_net, states.planner)))
 
 
-def _run(config: Config, run_dir: Path, log: Any, hooks: SafeHooks, resume: bool) -> dict[str, Any]:
-    trainer = Trainer(config)
-    seeds = [config.seed + i for i in range(config.num_seeds)]
-    states: TrainState = trainer.init_seeds()
-    eval_key = initial_eval_key(config)
-    if resume:
-        states, eval_key, progress = restore(config, run_dir, states, eval_key, log)
-    else:
-        progress = Progress()
-        if is_primary():
-            checkpoint.write_config(run_dir, config)
-    placement = seed_placement(config.num_seeds, log)
-    states = placement.put(states)
-
-    chunk, chunk_seconds = compiled(trainer.run_chunk, states, jnp.asarray(1, jnp.int32))
-    evaluate, eval_seconds = compiled(trainer.evaluate, states, eval_key)
-    compile_seconds = chunk_seconds + eval_seconds
-    print(f"[{config.alg} {config.env}] compiled in {compile_seconds:.1f}s", file=log, flush=True)
-    hooks.call("start", config, run_dir, seeds)
-
-    def save(at_states: TrainState, at_key: jax.Array) -> None:
-        if is_primary():
-            meta = progress.meta(progress.train_seconds + time.perf_counter() - start)
-            checkpoint.save_checkpoint(run_dir, config, at_states, at_key, meta)
-        progress.checkpointed = progress.done
-
-    start = time.perf_counter()
-    with StopSignals() as stop:
-        while progress.done < config.num_updates:
-            done = progress.done
-            next_eval = min((done // config.eval_interval + 1) * config.eval_interval, config.num_updates)
-            n = min(config.chunk_size, next_eval - done)
-            tick = time.perf_counter()
-            new_states, metrics = chunk(states, jnp.asarray(n, jnp.int32))
-            host_metrics = {k: to_host(v) for k, v in metrics.items()}
-            progress.update_seconds += time.perf_counter() - tick
-            problem = non_finite(config, host_metrics, n, done)
-            if problem is None and not params_finite(new_states):
-                problem = f"network parameters after updates {done + 1}-{done + n}"
-            if problem is not None:
-                if progress.checkpointed != done:
-                    save(states, eval_key)
-                raise NonFiniteError(
-                    f"non-finite {problem}; stopped, last good checkpoint at update {done} in "
-                    f"{checkpoint.checkpoint_dir(run_dir)}"
-                )
-            states = placement.put(new_states)
-            frame = metric_rows(host_metrics, n, done, seeds).with_columns(target_return=pl.lit(float("nan")))
-            progress.done = done = done + n
-            if done == next_eval:
-                eval_key, key = jax.random.split(eval_key)
-                returns = to_host(evaluate(states, key))
-                progress.last_eval = returns.astype(np.float64).tolist()
-                frame = with_target_returns(frame, seeds, done, returns)
-            progress.frames.append(frame)
-            hooks.call("log", frame)
-            all_rows = pl.concat(progress.frames, how="diagonal_relaxed")
-            if is_primary():
-                write_atomic(run_dir / METRICS_FILE, all_rows.write_parquet)
-            if checkpoint_due(config, done - n, done) or stop.received is not None:
-                save(states, eval_key)
-            if stop.received is not None:
-                raise Interrupted(stop.received, done)
-            steps_per_second = done * config.env_steps_per_update * config.num_seeds / max(progress.update_seconds, 1e-9)
-            print(progress_line(config, all_rows, done, steps_per_second, progress.last_target), file=log, flush=True)
-    if progress.checkpointed != progress.done:  # resumed from a final checkpoint whose outputs were lost
-        save(states, eval_key)
-    train_seconds = progress.train_seconds + time.perf_counter() - start
-
-    all_rows = pl.concat(progress.frames, how="diagonal_relaxed")
-    final_eval = np.asarray(progress.last_eval, np.float64)
-    summary = summarise(config, all_rows, final_eval, compile_seconds, train_seconds, progress.update_seconds)
-    if is_primary():
-        checkpoint.save_policy(run_dir, config, states)
-        write_atomic(run_dir / SUMMARY_FILE, lambda p: p.write_text(json.dumps(summary, indent=2)))
-    hooks.call("finish", summary)
-    return summary
+# ---- outputs ----------------------------------------------------------------------------
 
 
-def with_target_returns(frame: pl.DataFrame, seeds: list[int], update: int, returns: np.ndarray) -> pl.DataFrame:
+def metric_rows(
+    values: dict[str, np.ndarray], n: int, first_update: int, seeds: Sequence[int], metrics: Sequence[Metric]
+) -> pl.DataFrame:
+    """One row per seed and update from a chunk's ``[seed, update]`` metric arrays, in declaration order."""
+    frames = []
+    for i, seed in enumerate(seeds):
+        columns: dict[str, Any] = {
+            SEED: np.full(n, seed, np.int64),
+            UPDATE: np.arange(first_update + 1, first_update + n + 1, dtype=np.int64),
+            ENV_STEP: values[ENV_STEP][i, :n].astype(np.int64),
+        }
+        for metric in metrics:
+            columns[metric.name] = values[metric.name][i, :n].astype(np.float64)
+        columns[TARGET_RETURN.name] = np.full(n, np.nan)
+        frames.append(pl.DataFrame(columns))
+    return pl.concat(frames)
+
+
+def with_target_returns(frame: pl.DataFrame, seeds: Sequence[int], update: int, returns: np.ndarray) -> pl.DataFrame:
     """Fill ``target_return`` (each seed's mean greedy return) in the rows of ``update``."""
-    seed_means = pl.DataFrame({"seed": seeds, "update": [update] * len(seeds), "_t": returns.mean(axis=1)})
-    return (
-        frame.join(seed_means, on=["seed", "update"], how="left")
-        .with_columns(target_return=pl.coalesce("_t", "target_return"))
-        .drop("_t")
-    )
+    name = TARGET_RETURN.name
+    seed_means = pl.DataFrame({SEED: list(seeds), UPDATE: [update] * len(seeds), "_t": returns.mean(axis=1)})
+    return frame.join(seed_means, on=[SEED, UPDATE], how="left").with_columns(
+        pl.coalesce("_t", name).alias(name)
+    ).drop("_t")
 
 
-def summarise(
-    config: Config,
-    rows: pl.DataFrame,
-    final_eval: np.ndarray,
-    compile_seconds: float,
-    train_seconds: float,
-    update_seconds: float,
-) -> dict[str, Any]:
-    """The run's headline figures; the behaviour return is the mean over the last 10 % of updates."""
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def progress_line(
+    config: Config, metrics: Sequence[Metric], frame: pl.DataFrame, steps_per_second: float, last_target: float
+) -> str:
+    """``[alg env] steps | speed | ETA | behaviour | greedy | <each metric declared with show>``."""
+    update = int(frame[UPDATE].max())  # type: ignore[arg-type]
+    steps = update * config.env_steps_per_update
+    total = config.num_updates * config.env_steps_per_update
+    remaining = (total - steps) * config.num_seeds / steps_per_second if steps_per_second > 0 else math.inf
+    recent = frame.filter(pl.col(UPDATE) > update - max(1, config.num_updates // 50))
+    behaviour = recent[BEHAVIOUR_RETURN.name].drop_nans().mean()
+    parts = [
+        f"[{config.alg} {config.env}] {steps:,}/{total:,} steps ({100 * steps / total:.0f}%)",
+        f"{steps_per_second:,.0f} steps/s",
+        f"ETA {format_duration(remaining)}",
+        f"behaviour {behaviour if behaviour is not None else float('nan'):.2f}",
+        f"greedy {last_target:.2f}" if math.isfinite(last_target) else "greedy – (not evaluated yet)",
+    ]
+    latest = frame.filter(pl.col(UPDATE) == update)
+    for metric in metrics:
+        if metric.show is not None:
+            label, spec = metric.show
+            parts.append(f"{label} {latest[metric.name].mean():{spec}}")
+    return " | ".join(parts)
+
+
+def summarise(config: Config, rows: pl.DataFrame, final_eval: np.ndarray, seconds: dict[str, float]) -> dict[str, Any]:
+    """The run's headline figures; the behaviour return is the mean over the last 10 % of updates.
+    ``seconds`` holds ``compile``, ``train`` and ``update`` seconds."""
     total_steps = config.num_updates * config.env_steps_per_update * config.num_seeds
-    last_updates = rows.filter(pl.col("update") > config.num_updates - max(1, config.num_updates // 10))
+    last_updates = rows.filter(pl.col(UPDATE) > config.num_updates - max(1, config.num_updates // 10))
+    name = BEHAVIOUR_RETURN.name
     behaviour = (
-        last_updates.with_columns(pl.col("behaviour_return").fill_nan(None))
-        .group_by("seed")
-        .agg(pl.col("behaviour_return").mean())
-        .sort("seed")["behaviour_return"]
-        .to_list()
-    )
+        last_updates.with_columns(pl.col(name).fill_nan(None)).group_by(SEED).agg(pl.col(name).mean()).sort(SEED)
+    )[name].to_list()
     return {
         "alg": config.alg,
         "env": config.env,
         "total_timesteps": config.total_timesteps,
         "env_steps_per_seed": config.num_updates * config.env_steps_per_update,
         "num_seeds": config.num_seeds,
-        "seeds": [config.seed + i for i in range(config.num_seeds)],
-        "compile_seconds": compile_seconds,
-        "train_seconds": train_seconds,
-        "update_seconds": update_seconds,
-        "steps_per_second": total_steps / train_seconds,
+        "seeds": config.seeds,
+        "compile_seconds": seconds["compile"],
+        "train_seconds": seconds["train"],
+        "update_seconds": seconds["update"],
+        "steps_per_second": total_steps / seconds["train"],
         "final_behaviour_return": [float("nan") if v is None else v for v in behaviour],
         "final_target_return": final_eval.mean(axis=1).tolist(),
         "final_target_episodes": int(final_eval.shape[1]),
         "jax_backend": jax.default_backend(),
         "config": config_dict(config),
     }
+
+
+# ---- the loop ---------------------------------------------------------------------------
+
+
+def run(
+    config: Config,
+    run_dir: Path,
+    log: Any = sys.stderr,
+    hooks: Sequence[RunHooks] = (),
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train ``config`` to completion, writing ``metrics.parquet`` and ``summary.json`` to ``run_dir``.
+
+    With ``resume`` the run continues from the newest checkpoint in ``run_dir`` (metric rows
+    beyond it are dropped) and ends exactly as an uninterrupted run would.
+    """
+    observers = SafeHooks(hooks, log)
+    try:
+        with StopSignals() as stop:
+            return HostLoop(config, run_dir, log, observers, stop).run(resume)
+    finally:
+        observers.call("close")
+
+
+class HostLoop:
+    """One run's host side: the compiled programs, the states between chunks and the outputs."""
+
+    def __init__(self, config: Config, run_dir: Path, log: Any, hooks: SafeHooks, stop: StopSignals):
+        self.config, self.run_dir, self.log, self.hooks, self.stop = config, run_dir, log, hooks, stop
+        self.trainer = Trainer(config)
+        self.metrics = self.trainer.metrics
+        self.tag = f"[{config.alg} {config.env}]"
+        self.placement = seed_placement(config.num_seeds, log)
+        self.started = time.perf_counter()
+        self.chunk_updates = config.log_every or 1
+        self.last_line = -math.inf
+
+    def run(self, resume: bool) -> dict[str, Any]:
+        states, eval_key = self.trainer.init_seeds(), initial_eval_key(self.config)
+        if resume:
+            states, eval_key, self.progress = restore(self.config, self.run_dir, {"states": states, "eval_key": eval_key}, self.log)
+        else:
+            self.progress = Progress()
+            if is_primary():
+                write_config(self.run_dir, self.config)
+        self.states, self.eval_key = self.placement.put(states), eval_key
+        compile_seconds = self.compile()
+        self.hooks.call("start", RunInfo(self.config, self.run_dir, self.metrics + (TARGET_RETURN,)))
+        self.started = time.perf_counter()
+        while self.progress.done < self.config.num_updates or self.evaluation_owed():
+            if self.evaluation_owed():
+                self.evaluate()
+            else:
+                self.train_chunk()
+        if self.progress.checkpointed != self.progress.done:  # resumed from a final checkpoint whose outputs were lost
+            self.save()
+        return self.finish(compile_seconds)
+
+    def compile(self) -> float:
+        """Compile the chunk and the evaluation (interruptibly); their compile seconds."""
+        chunk = self.stop.compile(self.trainer.run_chunk, self.states, jnp.asarray(1, jnp.int32))
+        if chunk is None:
+            self.interrupted()
+        evaluate = self.stop.compile(self.trainer.evaluate, self.states, self.eval_key)
+        if evaluate is None:
+            self.interrupted()
+        (self.chunk, chunk_seconds), (self.evaluate_fn, eval_seconds) = chunk, evaluate
+        print(f"{self.tag} compiled in {chunk_seconds + eval_seconds:.1f}s", file=self.log, flush=True)
+        return chunk_seconds + eval_seconds
+
+    def next_stop(self) -> int:
+        """The next update that must end a chunk: an evaluation, a checkpoint, or the end."""
+        config, done = self.config, self.progress.done
+        stops = [(done // config.eval_interval + 1) * config.eval_interval, config.num_updates]
+        if config.checkpoint.every:
+            stops.append((done // config.checkpoint.every + 1) * config.checkpoint.every)
+        return min(stops)
+
+    def evaluation_owed(self) -> bool:
+        done, config = self.progress.done, self.config
+        at_point = done % config.eval_interval == 0 or done == config.num_updates
+        return done > 0 and at_point and self.progress.evaluated < done
+
+    def train_chunk(self) -> None:
+        """One compiled chunk: the NaN guard, the new rows, then (unless an evaluation is owed first) the
+        trackers, a checkpoint if due and a progress line."""
+        done = self.progress.done
+        n = min(self.chunk_updates, self.next_stop() - done, self.config.chunk_size)
+        tick = time.perf_counter()
+        new_states, values = self.chunk(self.states, jnp.asarray(n, jnp.int32))
+        if not self.stop.wait((new_states, values)):
+            self.interrupted()
+        host = {k: to_host(v) for k, v in values.items()}
+        seconds = time.perf_counter() - tick
+        self.progress.update_seconds += seconds
+        self.guard(host, n, new_states)
+        self.states = self.placement.put(new_states)
+        self.progress.done = done + n
+        rows = metric_rows(host, n, done, self.config.seeds, self.metrics)
+        self.progress.frames.append(rows)
+        self.write_rows()
+        self.hooks.call("log", rows)
+        if not self.config.log_every:
+            self.chunk_updates = max(1, int(CHUNK_SECONDS * n / max(seconds, 1e-9)))
+        if not self.evaluation_owed():
+            self.after_rows(done)
+
+    def evaluate(self) -> None:
+        """The greedy evaluation owed at this update; its returns fill the rows' ``target_return``."""
+        eval_key, key = jax.random.split(self.eval_key)
+        returns = self.evaluate_fn(self.states, key)
+        if not self.stop.wait(returns):
+            self.interrupted()
+        host = to_host(returns)
+        done, seeds = self.progress.done, self.config.seeds
+        self.eval_key = eval_key
+        self.progress.evaluated = done
+        self.progress.last_eval = host.astype(np.float64).tolist()
+        self.progress.frames[-1] = with_target_returns(self.progress.frames[-1], seeds, done, host)
+        self.write_rows()
+        evaluated = self.progress.frames[-1].filter(pl.col(UPDATE) == done)
+        self.hooks.call("log", evaluated.select(SEED, UPDATE, ENV_STEP, TARGET_RETURN.name))
+        self.after_rows(self.progress.checkpointed, force_line=True)
+
+    def after_rows(self, before: int, force_line: bool = False) -> None:
+        """Checkpoint if one is due since update ``before``, and print a progress line now and then."""
+        done = self.progress.done
+        every = self.config.checkpoint.every or self.config.eval_interval
+        if done // every > max(before, 0) // every or done == self.config.num_updates:
+            self.save()
+        now = time.perf_counter()
+        if force_line or now - self.last_line >= PROGRESS_SECONDS or done == self.config.num_updates:
+            self.last_line = now
+            steps = done * self.config.env_steps_per_update * self.config.num_seeds
+            rate = steps / max(self.progress.update_seconds, 1e-9)
+            line = progress_line(self.config, self.metrics, self.progress.all_rows(), rate, self.progress.last_target)
+            print(line, file=self.log, flush=True)
+
+    def guard(self, host: dict[str, np.ndarray], n: int, new_states: TrainState) -> None:
+        """Stop at the last good state if a guarded metric or a parameter is not finite."""
+        done = self.progress.done
+        problem = non_finite(self.metrics, host, n, done, self.config.seeds)
+        if problem is None and not params_finite(new_states):
+            problem = f"network parameters after updates {done + 1}-{done + n}"
+        if problem is not None:
+            if self.progress.checkpointed != done:
+                self.save()
+            raise NonFiniteError(
+                f"non-finite {problem}; stopped, last good checkpoint at update {done} in "
+                f"{checkpoint.checkpoint_dir(self.run_dir)}"
+            )
+
+    def write_rows(self) -> None:
+        if is_primary():
+            write_atomic(self.run_dir / METRICS_FILE, self.progress.all_rows().write_parquet)
+
+    def save(self) -> None:
+        if is_primary():
+            meta = self.progress.meta(self.progress.train_seconds + time.perf_counter() - self.started)
+            checkpoint.save_checkpoint(self.run_dir, self.config, self.states, self.eval_key, meta)
+        self.progress.checkpointed = self.progress.done
+
+    def interrupted(self) -> NoReturn:
+        """Checkpoint the newest completed state (the work in flight is abandoned) and stop."""
+        if self.progress.checkpointed != self.progress.done:
+            self.save()
+        raise Interrupted(self.stop.received or signal.SIGINT, self.progress.done)
+
+    def finish(self, compile_seconds: float) -> dict[str, Any]:
+        progress = self.progress
+        train_seconds = progress.train_seconds + time.perf_counter() - self.started
+        seconds = {"compile": compile_seconds, "train": train_seconds, "update": progress.update_seconds}
+        final_eval = np.asarray(progress.last_eval, np.float64)
+        summary = summarise(self.config, progress.all_rows(), final_eval, seconds)
+        if is_primary():
+            checkpoint.save_policy(self.run_dir, self.config, self.states)
+            write_atomic(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
+        self.hooks.call("finish", summary)
+        return summary

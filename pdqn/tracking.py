@@ -2,7 +2,7 @@
 
 Each Aim run holds the full config as ``hparams``, the game, algorithm, seed, sweep name and code
 version, and every metric column of ``metrics.parquet`` tracked with the env step as its step and a
-context that says which part of the agent it measures (:data:`CONTEXTS`).
+context that says which part of the agent it measures (each metric's declared context, :mod:`pdqn.metrics`).
 
 The repository is a local folder (default ``.aim``, created on first use, no server needed) or a
 remote tracking server ``aim://host:port`` (``aim server``). A resumed run reopens the Aim runs whose
@@ -17,7 +17,6 @@ import functools
 import io
 import json
 import math
-import os
 import socket
 import subprocess
 import sys
@@ -28,36 +27,15 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from pdqn.config import Config
-from pdqn.runner import RunHooks, config_dict
+from pdqn.hooks import RunHooks, RunInfo
+from pdqn.metrics import INDEX_COLUMNS, ENV_STEP, SEED, declared
+from pdqn.rundir import AIM_RUNS_FILE, config_dict, write_atomic
 
-AIM_RUNS_FILE = "aim_runs.json"
 REMOTE_PREFIX = "aim://"
 CONNECT_TIMEOUT_S = 3.0
 
-BEHAVIOUR = {"policy": "behaviour"}
-TARGET = {"policy": "target"}
-REAL = {"update": "real"}
-IMAGINED = {"update": "imagined"}
-MODEL = {"component": "model"}
-
-CONTEXTS: dict[str, dict[str, str]] = {
-    "behaviour_return": BEHAVIOUR,
-    "behaviour_length": BEHAVIOUR,
-    "episodes": BEHAVIOUR,
-    "reward_rate": BEHAVIOUR,
-    "termination_rate": BEHAVIOUR,
-    "target_return": TARGET,
-    "td_loss": REAL,
-    "mean_q": REAL,
-    "epsilon": REAL,
-    "lr": REAL,
-    "planning_active": IMAGINED,
-}
-"""Context of each metric column; ``imagined_*`` columns are IMAGINED, ``model_*`` are MODEL."""
-
 LogStream = io.TextIOBase | TextIO
 
-NOT_METRICS = ("seed", "update", "env_step")
 RUN_OPTIONS: dict[str, Any] = {
     "system_tracking_interval": None,
     "log_system_params": False,
@@ -68,17 +46,6 @@ RUN_OPTIONS: dict[str, Any] = {
 
 class TrackingError(RuntimeError):
     """The Aim repository cannot be used."""
-
-
-def context_of(column: str) -> dict[str, str]:
-    """The Aim context of a metric column (unknown columns count as real-update metrics)."""
-    if column in CONTEXTS:
-        return CONTEXTS[column]
-    if column.startswith("imagined_"):
-        return IMAGINED
-    if column.startswith("model_"):
-        return MODEL
-    return REAL
 
 
 @functools.cache
@@ -196,12 +163,13 @@ class AimHooks(RunHooks):
         self.repo = repo
         self.stream = log
         self.runs: dict[int, Any] = {}
-        self.config: Config | None = None
+        self.contexts: dict[str, dict[str, str]] = {}
 
-    def start(self, config: Config, run_dir: Path, seeds: list[int]) -> None:
+    def start(self, run: RunInfo) -> None:
         import aim
 
-        self.config = config
+        config, run_dir, seeds = run.config, run.run_dir, run.config.seeds
+        self.contexts = {name: metric.aim_context for name, metric in declared(run.metrics).items()}
         repo = aim_repo_arg(self.repo)
         record = Path(run_dir) / AIM_RUNS_FILE
         if record.exists():
@@ -217,36 +185,37 @@ class AimHooks(RunHooks):
         version = code_version()
         hparams = config_dict(config)
         for seed in seeds:
-            run = aim.Run(repo=repo, experiment=experiment, **RUN_OPTIONS)
-            run.name = f"{config.alg} {config.env} seed {seed}" + (f" [{config.track.sweep}]" if config.track.sweep else "")
-            run["hparams"] = hparams
-            run["game"] = config.env
-            run["alg"] = config.alg
-            run["seed"] = seed
-            run["sweep"] = config.track.sweep
-            run["run_dir"] = str(Path(run_dir).resolve())
-            run["code"] = version
+            aim_run = aim.Run(repo=repo, experiment=experiment, **RUN_OPTIONS)
+            aim_run.name = f"{config.alg} {config.env} seed {seed}" + (f" [{config.track.sweep}]" if config.track.sweep else "")
+            aim_run["hparams"] = hparams
+            aim_run["game"] = config.env
+            aim_run["alg"] = config.alg
+            aim_run["seed"] = seed
+            aim_run["sweep"] = config.track.sweep
+            aim_run["run_dir"] = str(Path(run_dir).resolve())
+            aim_run["code"] = version
             for tag in (config.alg, config.env, config.track.sweep):
                 if tag:
-                    run.add_tag(tag)
-            self.runs[seed] = run
-        payload = {"repo": self.repo, "runs": {str(seed): run.hash for seed, run in self.runs.items()}}
-        tmp = record.with_name(f".{record.name}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        os.replace(tmp, record)
+                    aim_run.add_tag(tag)
+            self.runs[seed] = aim_run
+        payload = {"repo": self.repo, "runs": {str(seed): r.hash for seed, r in self.runs.items()}}
+        write_atomic(record, json.dumps(payload, indent=2))
 
     def log(self, rows: pl.DataFrame) -> None:
-        metrics = [c for c in rows.columns if c not in NOT_METRICS]
-        contexts = {name: context_of(name) for name in metrics}
+        """Track every finite value; a column no metric declares is an error, never a silent default."""
+        metrics = [c for c in rows.columns if c not in INDEX_COLUMNS]
+        undeclared = [name for name in metrics if name not in self.contexts]
+        if undeclared:
+            raise TrackingError(f"columns {undeclared} are not declared metrics of this run")
         for row in rows.iter_rows(named=True):
-            run = self.runs.get(int(row["seed"]))
-            if run is None:
+            aim_run = self.runs.get(int(row[SEED]))
+            if aim_run is None:
                 continue
-            step = int(row["env_step"])
+            step = int(row[ENV_STEP])
             for name in metrics:
                 value = row[name]
                 if _finite(value):
-                    run.track(float(value), name=name, step=step, context=contexts[name])
+                    aim_run.track(float(value), name=name, step=step, context=self.contexts[name])
 
     def finish(self, summary: dict[str, Any]) -> None:
         keys = ("final_target_return", "final_behaviour_return")
@@ -289,19 +258,14 @@ def check_repo(config: Config, log: LogStream = sys.stderr) -> bool:
 def make_hooks(config: Config, log: LogStream = sys.stderr) -> list[RunHooks]:
     """The trackers ``config.track`` asks for: an :class:`AimHooks`, or none with ``--track.off``.
 
-    A local repository that cannot be used ends the program with ``error: ...`` and exit code 2; an
-    unreachable server only warns. Only the primary process tracks.
+    A local repository that cannot be used raises :class:`TrackingError`; an unreachable server only warns.
+    Only the primary process tracks.
     """
-    from pdqn.cli import fail
     from pdqn.devices import is_primary
 
     if config.track.off or not is_primary():
         return []
-    try:
-        usable = check_repo(config, log)
-    except TrackingError as err:
-        fail(str(err))
-    return [AimHooks(config.track.repo, log)] if usable else []
+    return [AimHooks(config.track.repo, log)] if check_repo(config, log) else []
 
 
 def metric_arrays(metric: Any) -> tuple[Any, Any]:

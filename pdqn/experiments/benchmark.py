@@ -15,8 +15,11 @@ import jax.numpy as jnp
 
 from pdqn.cli import parse
 from pdqn.config import Config, DynaConfig, GameName, PQNConfig
+from pdqn.planners import Clock
 from pdqn.rollout import collect
+from pdqn.state import TrainState
 from pdqn.train import Trainer, compiled
+from pdqn.world_models import WorldModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,7 @@ def measure(bench: Benchmark) -> dict[str, object]:
         "device": str(jax.devices()[0]),
         "real_gradient_steps_per_update": config.pqn.real_gradient_steps,
     }
+    result |= rollout_bytes(trainer, states)
     if bench.phases:
         result["phase_seconds_per_update"] = phase_seconds(trainer, states, bench.repeats)
     if config.planning:
@@ -103,26 +107,49 @@ def time_call(fn, *args, repeats: int) -> float:
     return statistics.median(seconds)
 
 
-def phase_seconds(trainer: Trainer, states, repeats: int) -> dict[str, float]:
+def phase_seconds(trainer: Trainer, states: TrainState, repeats: int) -> dict[str, float]:
     """Seconds per update spent in each phase, each compiled and timed separately (vmapped over seeds)."""
-    config = trainer.config
-    pqn, dyna = config.pqn, config.dyna
+    config, planner = trainer.config, trainer.planner
     vmap = lambda f: jax.jit(jax.vmap(f))  # noqa: E731
-    collect_fn = vmap(lambda s: collect(trainer.env, s, trainer.epsilon(s.update), pqn.num_steps))
-    states, rollout = collect_fn(states)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(config.num_seeds))
-    real = vmap(lambda s, k, r: trainer.train_real(s, k, trainer.real_batch(r)))
+    clocks = jax.vmap(trainer.clock)(states.update)
+
+    def collect_one(state: TrainState, key: jax.Array, clock: Clock):
+        return collect(
+            trainer.env, state.learner.q_net, state.envs, key, epsilon=clock.epsilon,
+            num_steps=config.pqn.num_steps, keep_env_states=planner.needs_env_states,
+        )  # fmt: skip
+
+    collect_fn = vmap(collect_one)
+    _, rollout = collect_fn(states, keys, clocks)
+    real = vmap(lambda s, k, r, c: trainer.real_update(s.learner, r, k, c.lr))
+    plan = vmap(lambda s, k, r, c: planner.step(s.learner, r, s.planner, k, c))
     result = {
-        "collect": time_call(collect_fn, states, repeats=repeats),
-        "targets_and_real_td_updates": time_call(real, states, keys, rollout, repeats=repeats),
+        "collect": time_call(collect_fn, states, keys, clocks, repeats=repeats),
+        "targets_and_real_td_updates": time_call(real, states, keys, rollout, clocks, repeats=repeats),
     }
     if config.planning:
-        result["model_update"] = time_call(vmap(trainer.train_model), states, keys, rollout, repeats=repeats)
-        plan_states = jax.tree.map(lambda x: x, states)
-        result["imagine_and_imagined_td_updates"] = time_call(
-            vmap(trainer.plan), plan_states, keys, rollout, repeats=repeats
-        )
+        result["planner_step"] = time_call(plan, states, keys, rollout, clocks, repeats=repeats)
+    model = getattr(planner, "model", None)
+    if isinstance(model, WorldModel):
+        update = vmap(lambda s, k, r: model.update(s.planner.model, r, k))
+        result["of_which_model_update"] = time_call(update, states, keys, rollout, repeats=repeats)
     return result
+
+
+def rollout_bytes(trainer: Trainer, states: TrainState) -> dict[str, int]:
+    """Bytes of one update's rollout (all seeds), and of the environment states in it (kept for the oracle)."""
+    config = trainer.config
+
+    def collect_one(state: TrainState):
+        return collect(
+            trainer.env, state.learner.q_net, state.envs, state.key, epsilon=jnp.asarray(0.0),
+            num_steps=config.pqn.num_steps, keep_env_states=trainer.planner.needs_env_states,
+        )[1]  # fmt: skip
+
+    shapes = jax.eval_shape(jax.vmap(collect_one), states)
+    size = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))  # noqa: E731
+    return {"rollout_bytes": size(shapes), "rollout_env_state_bytes": size(shapes.env_state)}
 
 
 def main(args: list[str] | None = None) -> int:

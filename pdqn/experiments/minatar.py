@@ -11,21 +11,13 @@ saving a checkpoint.
 import sys
 from pathlib import Path
 
-from pdqn.checkpoint import CheckpointError, read_config, verify_latest
+from pdqn.checkpoint import CheckpointError, verify_latest
 from pdqn.cli import fail, parse
 from pdqn.config import Config
 from pdqn.devices import maybe_initialize_distributed
-from pdqn.runner import (
-    SUMMARY_FILE,
-    Interrupted,
-    NonFiniteError,
-    RunDirError,
-    check_writable,
-    default_run_dir,
-    prepare_run_dir,
-    run,
-)
-from pdqn.tracking import make_hooks
+from pdqn.rundir import SUMMARY_FILE, RunDirError, check_writable, default_run_dir, prepare, read_config
+from pdqn.runner import Interrupted, NonFiniteError, run
+from pdqn.tracking import TrackingError, make_hooks
 
 NON_FINITE_EXIT = 3
 
@@ -52,7 +44,7 @@ def load_resume(run_dir: Path) -> Config:
     if (run_dir / SUMMARY_FILE).exists():
         fail(f"cannot resume {run_dir}: the run has already finished")
     try:
-        config = read_config(run_dir)
+        config = read_config(run_dir, CheckpointError)
         verify_latest(run_dir, config)
         check_writable(run_dir)
     except (CheckpointError, RunDirError) as err:
@@ -69,7 +61,7 @@ def main(args: list[str] | None = None) -> int:
     else:
         config = parse(Config, argv, description=__doc__)
         try:
-            run_dir = prepare_run_dir(Path(config.run_dir) if config.run_dir else default_run_dir(config))
+            run_dir = prepare(Path(config.run_dir) if config.run_dir else default_run_dir(config))
         except RunDirError as err:
             fail(str(err))
     maybe_initialize_distributed(sys.stderr)
@@ -77,7 +69,7 @@ def main(args: list[str] | None = None) -> int:
     print(f"{tag} {'resuming' if resume else 'writing to'} {run_dir}", file=sys.stderr, flush=True)
     try:
         summary = run(config, run_dir, hooks=make_hooks(config), resume=resume is not None)
-    except (CheckpointError, RunDirError) as err:
+    except (CheckpointError, RunDirError, TrackingError) as err:
         fail(str(err))
     except NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -32,7 +32,8 @@ import polars as pl
 
 from pdqn.cli import fail, parse
 from pdqn.config import GAMES, Config, ConfigError
-from pdqn.runner import RunDirError, prepare_run_dir, run, write_atomic
+from pdqn.rundir import RunDirError, prepare, write_atomic
+from pdqn.runner import run
 from pdqn.tracking import TrackingError, check_repo, make_hooks
 
 POINTS_FILE = "points.parquet"
@@ -180,7 +181,7 @@ def sweep(
             for path, value in point.items():
                 config = with_value(config, path, value)
             record["alg"] = config.alg
-            prepare_run_dir(run_dir)
+            prepare(run_dir)
             summary = run(config, run_dir, log=log, hooks=make_hooks(config, log))
             record["status"] = "done"
             record["final_target_return"] = float(sum(summary["final_target_return"]) / len(summary["final_target_return"]))

@@ -1,0 +1,162 @@
+"""Dyna: imagined rollouts from real states of the update's batch, and Q(lambda) updates on them.
+
+step = world-model update on the real rollout -> imagine ``num_rollouts`` rollouts of ``horizon`` steps from
+states drawn across the whole real batch -> trust gates -> Q(lambda) targets -> epochs x minibatches of TD
+steps with the same code, optimiser state and learning rate as the real update (from ``planning_delay`` on).
+"""
+
+from typing import Any, Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PRNGKeyArray
+
+from pdqn.config import Config
+from pdqn.learner import Learner, QFit, flatten_time
+from pdqn.metrics import (
+    DYNA_METRICS,
+    IMAGINED_ALIVE_FRACTION,
+    IMAGINED_BOOTSTRAP_GAP,
+    IMAGINED_DISAGREEING_CELLS,
+    IMAGINED_MEAN_Q,
+    IMAGINED_REWARD_RATE,
+    IMAGINED_TD_LOSS,
+    IMAGINED_TERMINATION_RATE,
+    IMAGINED_TRUSTED_FRACTION,
+    IMAGINED_UNCERTAIN_CELLS,
+    PLANNING_ACTIVE,
+    Metric,
+)
+from pdqn.planners.base import Clock, Metrics, Planner
+from pdqn.planning import ImaginedRollout, ImaginedStart, Imagination, RealSteps, imagined_batch
+from pdqn.q_update import batch_mean_td_loss, td_loss
+from pdqn.rollout import Rollout
+from pdqn.schedules import linear_epsilon
+from pdqn.world_models import WorldModel
+
+
+class DynaState(eqx.Module):
+    model: Any
+    """The world model's state (its parameters and optimiser state; None for the oracle)."""
+
+
+class PlanEpsilon(eqx.Module):
+    """The epsilon imagined actions use: the behaviour one, or a schedule of its own."""
+
+    start: float | None = eqx.field(static=True, default=None)
+    """None: use the behaviour epsilon."""
+    finish: float = eqx.field(static=True, default=0.05)
+    decay_updates: float = eqx.field(static=True, default=1.0)
+
+    def __call__(self, clock: Clock) -> Array:
+        if self.start is None:
+            return clock.epsilon
+        return linear_epsilon(clock.update, self.start, self.finish, self.decay_updates)
+
+
+class Dyna(Planner):
+    """Imagined Q(lambda) updates from a world model (PDQN's planner)."""
+
+    model: WorldModel
+    fit: QFit
+    imagination: Imagination
+    epsilon: PlanEpsilon
+    num_rollouts: int = eqx.field(static=True)
+    epochs: int = eqx.field(static=True)
+    minibatches: int = eqx.field(static=True)
+    delay: int = eqx.field(static=True)
+    gamma: float = eqx.field(static=True)
+    td_lambda: float = eqx.field(static=True)
+    loss_mean: Literal["trusted", "batch"] = eqx.field(static=True)
+
+    @classmethod
+    def from_config(cls, config: Config, model: WorldModel, fit: QFit) -> "Dyna":
+        dyna = config.dyna
+        imagination = Imagination(
+            horizon=dyna.horizon,
+            binarize=dyna.binarize,
+            on_threshold=dyna.on_threshold,
+            max_cell_uncertainty=dyna.max_cell_uncertainty,
+            max_uncertain_cells=dyna.max_uncertain_cells,
+            max_disagreeing_cells=dyna.max_disagreeing_cells,
+        )
+        epsilon = PlanEpsilon()
+        if dyna.use_plan_eps:
+            decay = dyna.plan_eps_decay * config.num_updates
+            epsilon = PlanEpsilon(start=dyna.plan_eps_start, finish=dyna.plan_eps_finish, decay_updates=decay)
+        return cls(
+            model=model,
+            fit=fit,
+            imagination=imagination,
+            epsilon=epsilon,
+            num_rollouts=dyna.num_rollouts,
+            epochs=dyna.plan_epochs,
+            minibatches=dyna.plan_minibatches,
+            delay=dyna.planning_delay,
+            gamma=config.pqn.gamma,
+            td_lambda=config.pqn.td_lambda,
+            loss_mean=dyna.imagined_loss_mean,
+        )
+
+    def init(self, key: PRNGKeyArray) -> DynaState:
+        return DynaState(model=self.model.init(key))
+
+    def step(
+        self, learner: Learner, rollout: Rollout, state: DynaState, key: PRNGKeyArray, clock: Clock
+    ) -> tuple[Learner, DynaState, Metrics]:
+        k_model, k_start, k_imagine, k_gap, k_update = jax.random.split(key, 5)
+        model_state, model_metrics = self.model.update(state.model, rollout, k_model)
+        step_model = self.model.stepper(model_state)
+        rows = jax.random.randint(k_start, (self.num_rollouts,), 0, rollout.reward.size)
+        start = ImaginedStart(obs=flatten_time(rollout.obs)[rows], carry=self.model.start(rollout, rows))
+        imagined = self.imagination.rollout(step_model, learner.q_net, start, k_imagine, self.epsilon(clock))
+        real = RealSteps(
+            start=start,
+            action=flatten_time(rollout.action)[rows],
+            next_obs=flatten_time(rollout.next_obs)[rows],
+            terminated=flatten_time(rollout.terminated)[rows],
+        )
+        gap = self.imagination.bootstrap_gap(step_model, learner.q_net, real, k_gap)
+        loss = batch_mean_td_loss if self.loss_mean == "batch" else td_loss
+        batch = imagined_batch(imagined, self.gamma, self.td_lambda)
+        planned, imagined_loss, mean_q = self.fit(
+            learner, batch, k_update, clock.lr, epochs=self.epochs, minibatches=self.minibatches, loss=loss
+        )
+        active = clock.update >= self.delay
+        learner = jax.tree.map(lambda new, old: jnp.where(active, new, old), planned, learner)
+        nan = jnp.asarray(jnp.nan, jnp.float32)
+        metrics = {
+            PLANNING_ACTIVE.name: active,
+            IMAGINED_TD_LOSS.name: jnp.where(active, imagined_loss, nan),
+            IMAGINED_MEAN_Q.name: jnp.where(active, mean_q, nan),
+            IMAGINED_BOOTSTRAP_GAP.name: gap,
+        }
+        return learner, DynaState(model=model_state), model_metrics | metrics | self.rollout_metrics(imagined)
+
+    def rollout_metrics(self, imagined: ImaginedRollout) -> Metrics:
+        """Rates of the imagined rollouts; beside the real batch's, a gap is a hallucinated reward or death."""
+        live = imagined.alive.astype(jnp.float32)
+        live_mean = lambda x: jnp.sum(x * live) / jnp.maximum(jnp.sum(live), 1.0)  # noqa: E731
+        metrics = {
+            IMAGINED_REWARD_RATE.name: live_mean(imagined.reward),
+            IMAGINED_TERMINATION_RATE.name: jnp.mean(imagined.terminated & imagined.alive),
+            IMAGINED_ALIVE_FRACTION.name: jnp.mean(imagined.alive),
+            IMAGINED_TRUSTED_FRACTION.name: jnp.mean(imagined.alive & imagined.trusted),
+        }
+        if self.model.reports_disagreement:
+            metrics[IMAGINED_DISAGREEING_CELLS.name] = live_mean(imagined.disagreeing_cells)
+        if self.imagination.max_cell_uncertainty < 0.5:
+            metrics[IMAGINED_UNCERTAIN_CELLS.name] = live_mean(imagined.uncertain_cells)
+        return metrics
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        gates = (IMAGINED_DISAGREEING_CELLS,) if self.model.reports_disagreement else ()
+        if self.imagination.max_cell_uncertainty < 0.5:
+            gates += (IMAGINED_UNCERTAIN_CELLS,)
+        return self.model.metrics + DYNA_METRICS + gates
+
+    @property
+    def needs_env_states(self) -> bool:
+        return self.model.needs_env_states
