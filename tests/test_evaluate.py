@@ -3,18 +3,21 @@ observation channels and minimal action sets."""
 
 import io
 import json
+import subprocess
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 
 import gymnax
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
-from pdqn import checkpoint
+from pdqn import checkpoint, render
 from pdqn.envs import GYMNAX_IDS
 from pdqn.experiments import evaluate
 from pdqn.runner import run
-from tests.conftest import tiny_config
+from tests.conftest import REPO, cli_env, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +110,64 @@ def test_gymnax_and_minatar_agree_on_actions_and_channels(game):
     fixed = {"breakout": [0, 3], "space_invaders": [0, 1], "freeway": [0], "asterix": [0], "seaquest": [0, 1, 7]}
     for channel in fixed[game]:
         np.testing.assert_array_equal(ours[..., channel], theirs[..., channel], err_msg=f"{game} channel {channel}")
+
+
+def test_gif_shows_the_recorded_episodes_frame_by_frame(trained, tmp_path):
+    path = tmp_path / "watch.gif"
+    path.write_bytes(b"an older GIF")  # replaced
+    args = ["--gif", str(path), "--episodes", "2", "--max-steps", "7", "--seed-index", "1"]
+    code, out, err = call(str(trained), *args)
+    assert code == 0, err
+    recorded = json.loads(out)["gif"]
+    assert recorded["path"] == str(path) and recorded["max_steps"] == 7 and len(recorded["episodes"]) == 2
+    assert all(1 <= steps <= 7 for steps in recorded["steps"])
+    # Only an episode that reached the cap can have been cut by it.
+    assert recorded["episodes_cut_at_max_steps"] <= sum(steps == 7 for steps in recorded["steps"])
+    with Image.open(path) as gif:
+        assert gif.n_frames == sum(recorded["steps"])
+        assert gif.size == render.frame_size((10, 10, 4))
+
+
+def test_gif_defaults_to_one_episode_at_the_games_step_limit(trained, tmp_path):
+    path = tmp_path / "one.gif"
+    code, out, err = call(str(trained), "--gif", str(path))
+    assert code == 0, err
+    recorded = json.loads(out)["gif"]
+    assert len(recorded["episodes"]) == 1 and recorded["max_steps"] == 1000 and 1 <= recorded["steps"][0] <= 1000
+    with Image.open(path) as gif:
+        assert gif.n_frames == recorded["steps"][0]
+
+
+@pytest.mark.parametrize(
+    "name, mentions",
+    [("episode.png", "does not end in .gif"), ("missing/episode.gif", "does not exist"), ("folder.gif", "is a directory")],
+)
+def test_a_bad_gif_path_is_refused_before_the_policy_is_loaded(tmp_path, name, mentions):
+    (tmp_path / "folder.gif").mkdir()
+    # tmp_path holds no policy: had the path been checked after loading it, the error would say so.
+    code, out, err = call(str(tmp_path), "--gif", str(tmp_path / name))
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1 and lines[0].startswith("error: ") and mentions in lines[0], err
+
+
+def test_gif_and_minatar_are_not_combined(tmp_path):
+    code, _, err = call(str(tmp_path), "--gif", str(tmp_path / "x.gif"), "--minatar")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "--minatar" in lines[0], err
+
+
+def test_a_bad_gif_path_is_one_error_line_from_the_cli(trained, tmp_path):
+    existing = tmp_path / "keep.png"
+    existing.write_bytes(b"not touched")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pdqn.experiments.evaluate", str(trained), "--gif", str(existing)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=cli_env(),
+        timeout=120,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and ".gif" in lines[0], proc.stderr
+    assert existing.read_bytes() == b"not touched"

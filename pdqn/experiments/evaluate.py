@@ -1,8 +1,13 @@
-"""Greedy returns of a saved policy: ``python -m pdqn.experiments.evaluate RUN_DIR [--episodes N] [--minatar]``.
+"""Greedy returns of a saved policy: ``python -m pdqn.experiments.evaluate RUN_DIR [--episodes N] [--minatar]``
+or a GIF of it playing: ``... RUN_DIR --gif PATH [--episodes N] [--max-steps N]``.
 
 Loads RUN_DIR/policy.eqx (written at the end of training) and plays N complete greedy
 episodes on gymnax and, with ``--minatar``, on the original MinAtar implementation (NumPy,
 sticky actions) to check that the policy transfers. Prints JSON to stdout.
+
+With ``--gif PATH`` it instead records N greedy gymnax episodes (default 1), each cut at
+``--max-steps``, and writes them back to back as an animated GIF (see :mod:`pdqn.render` for
+which frames appear); the JSON then holds the recorded episodes' returns and lengths.
 
 Gymnax and MinAtar agree on the observation channels of every game (same order, e.g. breakout
 paddle/ball/trail/brick) and gymnax's minimal action indices map to MinAtar's action codes
@@ -21,7 +26,7 @@ import numpy as np
 import tyro
 
 from pdqn.cli import fail, parse
-from pdqn.config import ConfigError
+from pdqn.config import Config, ConfigError
 
 MINATAR_NAMES = {
     "asterix": "asterix",
@@ -38,8 +43,8 @@ class EvalArgs:
 
     run_dir: tyro.conf.Positional[Path]
     """Run directory holding policy.eqx and policy.json."""
-    episodes: int = 100
-    """Complete greedy episodes per implementation."""
+    episodes: int | None = None
+    """Greedy episodes per implementation (default: 100 to score, 1 with --gif)."""
     seed_index: int = 0
     """Which of the run's seeds (0-based index into its seeds) to evaluate."""
     minatar: bool = False
@@ -48,11 +53,14 @@ class EvalArgs:
     """MinAtar's sticky-action probability."""
     seed: int = 0
     """Seed of the evaluation episodes."""
-    max_steps: int = 0
-    """MinAtar episode step limit (0 = gymnax's max_steps_in_episode for the game)."""
+    max_steps: int | None = None
+    """Step cap of each MinAtar or --gif episode (default: gymnax's max_steps_in_episode for the game)."""
+    gif: Path | None = None
+    """Write the greedy episodes as an animated GIF here (a .gif path in an existing, writable folder)
+    instead of scoring them."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.episodes, int) or self.episodes < 1:
+        if self.episodes is not None and (not isinstance(self.episodes, int) or self.episodes < 1):
             raise ConfigError(f"episodes={self.episodes!r} is invalid: must be a positive integer (>= 1)")
         if not isinstance(self.seed_index, int) or self.seed_index < 0:
             raise ConfigError(f"seed_index={self.seed_index!r} is invalid: must be a non-negative integer")
@@ -60,8 +68,16 @@ class EvalArgs:
             raise ConfigError(f"sticky={self.sticky!r} is invalid: must be in [0, 1]")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise ConfigError(f"seed={self.seed!r} is invalid: must be an integer in [0, 2**31)")
-        if not isinstance(self.max_steps, int) or self.max_steps < 0:
-            raise ConfigError(f"max_steps={self.max_steps!r} is invalid: must be a non-negative integer")
+        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
+            raise ConfigError(f"max_steps={self.max_steps!r} is invalid: must be a positive integer (>= 1)")
+        if self.gif is not None and self.minatar:
+            raise ConfigError("--gif records gymnax episodes and cannot be combined with --minatar")
+
+    @property
+    def num_episodes(self) -> int:
+        if self.episodes is not None:
+            return self.episodes
+        return 1 if self.gif is not None else 100
 
 
 def summary(returns: np.ndarray) -> dict[str, Any]:
@@ -121,11 +137,81 @@ def evaluate_minatar(
     return np.asarray(returns), cut
 
 
+def step_cap(options: EvalArgs, env_name: str) -> int:
+    """--max-steps, or by default the game's own episode limit in gymnax."""
+    from pdqn.envs import make_env
+
+    return options.max_steps if options.max_steps is not None else make_env(env_name, 1).max_episode_steps
+
+
+def score(options: EvalArgs, config: Config, q_net: Any) -> dict[str, Any]:
+    """Returns of complete greedy episodes on gymnax and, with --minatar, on MinAtar."""
+    result = {
+        "gymnax": summary(evaluate_gymnax(config.env, q_net, options.num_episodes, options.seed, config.frame_stack))
+    }
+    if options.minatar:
+        try:
+            import minatar  # noqa: F401
+        except ImportError:
+            fail("--minatar needs the minatar package: pip install minatar")
+        max_steps = step_cap(options, config.env)
+        returns, cut = evaluate_minatar(
+            config.env,
+            q_net,
+            episodes=options.num_episodes,
+            seed=options.seed,
+            sticky=options.sticky,
+            max_steps=max_steps,
+            frames=config.frame_stack,
+        )
+        result["minatar"] = {
+            **summary(returns),
+            "sticky_action_prob": options.sticky,
+            "max_steps": max_steps,
+            "episodes_cut_at_max_steps": cut,
+        }
+    return result
+
+
+def record_gif(gif: Path, options: EvalArgs, config: Config, q_net: Any) -> dict[str, Any]:
+    """Write the GIF of the recorded greedy episodes; their returns and lengths."""
+    from pdqn.render import RenderError, write_policy_gif
+
+    try:
+        played = write_policy_gif(
+            gif,
+            env_name=config.env,
+            frame_stack=config.frame_stack,
+            q_net=q_net,
+            key=options.seed,
+            episodes=options.num_episodes,
+            max_steps=options.max_steps,
+        )
+    except RenderError as err:
+        fail(str(err))
+    except OSError as err:  # e.g. the disk filled up; the file already at the path is untouched
+        fail(f"could not write GIF {gif}: {err.strerror or err}")
+    return {
+        "gif": {
+            "path": str(gif),
+            **summary(np.asarray([episode.episode_return for episode in played])),
+            "steps": [episode.steps for episode in played],
+            "max_steps": step_cap(options, config.env),
+            "episodes_cut_at_max_steps": sum(not episode.ended for episode in played),
+        }
+    }
+
+
 def main(args: list[str] | None = None) -> int:
     options = parse(EvalArgs, args, description=__doc__)
     from pdqn.checkpoint import CheckpointError, load_policy, select_seed
-    from pdqn.envs import make_env
+    from pdqn.render import RenderError, check_gif_path
 
+    if options.gif is not None:
+        try:  # before anything is loaded or played
+            check_gif_path(options.gif)
+        except RenderError as err:
+            fail(str(err))
     try:
         config, policy = load_policy(options.run_dir)
     except CheckpointError as err:
@@ -139,23 +225,11 @@ def main(args: list[str] | None = None) -> int:
         "env": config.env,
         "seed_index": options.seed_index,
         "training_seed": config.seed + options.seed_index,
-        "gymnax": summary(evaluate_gymnax(config.env, q_net, options.episodes, options.seed, config.frame_stack)),
     }
-    if options.minatar:
-        try:
-            import minatar  # noqa: F401
-        except ImportError:
-            fail("--minatar needs the minatar package: pip install minatar")
-        max_steps = options.max_steps or make_env(config.env, 1).max_episode_steps
-        returns, cut = evaluate_minatar(
-            config.env, q_net, options.episodes, options.seed, options.sticky, max_steps, config.frame_stack
-        )
-        result["minatar"] = {
-            **summary(returns),
-            "sticky_action_prob": options.sticky,
-            "max_steps": max_steps,
-            "episodes_cut_at_max_steps": cut,
-        }
+    if options.gif is not None:
+        result |= record_gif(options.gif, options, config, q_net)
+    else:
+        result |= score(options, config, q_net)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0
