@@ -36,6 +36,12 @@ def _positive_ints(prefix: str, obj: object, names: tuple[str, ...]) -> None:
         )
 
 
+def _non_negative_ints(prefix: str, obj: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(isinstance(value, int) and value >= 0, f"{prefix}{name}", value, "a non-negative integer")
+
+
 def _unit_interval(prefix: str, obj: object, names: tuple[str, ...]) -> None:
     for name in names:
         value = getattr(obj, name)
@@ -198,38 +204,10 @@ class DynaConfig:
 
     def __post_init__(self) -> None:
         p = "dyna."
-        _positive_ints(
-            p,
-            self,
-            (
-                "model_epochs",
-                "model_minibatches",
-                "model_hidden",
-                "ensemble_size",
-                "horizon",
-                "num_rollouts",
-                "plan_epochs",
-                "plan_minibatches",
-            ),
-        )
-        _require(
-            isinstance(self.max_uncertain_cells, int) and self.max_uncertain_cells >= 0,
-            p + "max_uncertain_cells",
-            self.max_uncertain_cells,
-            "a non-negative integer",
-        )
-        _require(
-            isinstance(self.planning_delay, int) and self.planning_delay >= 0,
-            p + "planning_delay",
-            self.planning_delay,
-            "a non-negative integer",
-        )
-        _require(
-            math.isfinite(self.model_lr) and self.model_lr > 0,
-            p + "model_lr",
-            self.model_lr,
-            "a finite number > 0",
-        )
+        counts = ("model_epochs", "model_minibatches", "model_hidden", "ensemble_size", "horizon", "num_rollouts")
+        _positive_ints(p, self, counts + ("plan_epochs", "plan_minibatches"))
+        _non_negative_ints(p, self, ("max_uncertain_cells", "planning_delay"))
+        _require(math.isfinite(self.model_lr) and self.model_lr > 0, p + "model_lr", self.model_lr, "a finite number > 0")
         _require(
             self.imagined_batch_size % self.plan_minibatches == 0,
             p + "plan_minibatches",
@@ -237,34 +215,23 @@ class DynaConfig:
             f"a divisor of horizon*num_rollouts={self.imagined_batch_size}",
         )
         _unit_interval(p, self, ("plan_eps_start", "plan_eps_finish", "plan_eps_decay"))
-        _require(
-            math.isfinite(self.max_cell_uncertainty) and 0.0 <= self.max_cell_uncertainty <= 0.5,
-            p + "max_cell_uncertainty",
-            self.max_cell_uncertainty,
-            "in [0, 0.5]",
-        )
-        _require(
-            math.isfinite(self.on_threshold) and 0.0 < self.on_threshold < 1.0,
-            p + "on_threshold",
-            self.on_threshold,
-            "in (0, 1)",
-        )
-        _require(
-            math.isfinite(self.model_fraction) and 0.0 < self.model_fraction <= 1.0,
-            p + "model_fraction",
-            self.model_fraction,
-            "in (0, 1]",
-        )
+        uncertainty, threshold, fraction = self.max_cell_uncertainty, self.on_threshold, self.model_fraction
+        _require(math.isfinite(uncertainty) and 0.0 <= uncertainty <= 0.5, p + "max_cell_uncertainty", uncertainty, "in [0, 0.5]")
+        _require(math.isfinite(threshold) and 0.0 < threshold < 1.0, p + "on_threshold", threshold, "in (0, 1)")
+        _require(math.isfinite(fraction) and 0.0 < fraction <= 1.0, p + "model_fraction", fraction, "in (0, 1]")
+        self._check_gate()
+
+    def _check_gate(self) -> None:
         gate = self.max_disagreeing_cells
         _require(
             gate is None or (isinstance(gate, int) and gate >= 0),
-            p + "max_disagreeing_cells",
+            "dyna.max_disagreeing_cells",
             gate,
             "a non-negative integer or None",
         )
         _require(
             gate is None or self.ensemble_size >= 2,
-            p + "max_disagreeing_cells",
+            "dyna.max_disagreeing_cells",
             gate,
             f"None unless dyna.ensemble_size >= 2 (it is {self.ensemble_size}): one model cannot disagree "
             "(with one model, pass --dyna.max-disagreeing-cells None)",

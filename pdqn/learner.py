@@ -57,13 +57,13 @@ class QFit(eqx.Module):
         q_net, opt_state, (mean_loss, mean_q) = sgd_epochs(
             loss,
             self.optimiser,
-            lr,
             learner.q_net,
             learner.opt_state,
-            key,
             batch,
-            epochs,
-            minibatches,
+            key=key,
+            learning_rate=lr,
+            num_epochs=epochs,
+            num_minibatches=minibatches,
         )
         return Learner(q_net=q_net, opt_state=opt_state), mean_loss, mean_q
 
@@ -82,7 +82,7 @@ def subsample(key: PRNGKeyArray, data: Any, size: int) -> Any:
 def real_batch(rollout: Rollout, gamma: float, td_lambda: float) -> QBatch:
     """The rollout's transitions with their Q(lambda) targets, flattened for minibatching."""
     targets = batched_q_lambda_targets(
-        rollout.reward, rollout.terminated, rollout.truncated, rollout.q_next_max, gamma, td_lambda
+        rollout.reward, rollout.terminated, rollout.truncated, rollout.q_next_max, gamma=gamma, td_lambda=td_lambda
     )
     return QBatch(
         obs=flatten_time(rollout.obs),

@@ -179,7 +179,7 @@ def imagined_batch(rollout: ImaginedRollout, gamma: float, td_lambda: float) -> 
     valid = rollout.alive & rollout.trusted
     cut = jnp.concatenate([~valid[1:], jnp.zeros_like(valid[:1])], axis=0)
     targets = batched_q_lambda_targets(
-        rollout.reward, rollout.terminated, cut & ~rollout.terminated, rollout.q_next_max, gamma, td_lambda
+        rollout.reward, rollout.terminated, cut & ~rollout.terminated, rollout.q_next_max, gamma=gamma, td_lambda=td_lambda
     )
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
     return QBatch(

@@ -52,11 +52,12 @@ def minibatches(key: PRNGKeyArray, data: PyTree, num_minibatches: int) -> PyTree
 def sgd_epochs(
     loss_fn: Callable[[Any, Any], tuple[Float[Array, ""], Any]],
     optimiser: optax.GradientTransformation,
-    learning_rate: Float[Array, ""],
     params: PyTree,
     opt_state: PyTree,
-    key: PRNGKeyArray,
     data: PyTree,
+    *,
+    key: PRNGKeyArray,
+    learning_rate: Float[Array, ""],
     num_epochs: int,
     num_minibatches: int,
 ) -> tuple[PyTree, PyTree, tuple[Float[Array, ""], Any]]:

@@ -78,7 +78,7 @@ class StopSignals:
     def wait(self, result: Any) -> bool:
         """Block until every array of ``result`` is computed; False as soon as a stop signal arrives."""
         leaves = [x for x in jax.tree.leaves(result) if isinstance(x, jax.Array)]
-        while not all(x.is_ready() for x in leaves):
+        while not all(x.is_ready() for x in leaves):  # pyright: ignore[reportAttributeAccessIssue] (untyped)
             if self.received is not None:
                 return False
             time.sleep(POLL_SECONDS)

@@ -1,5 +1,7 @@
 """Q(lambda) targets as small unbatched pure functions (time-major, rlax naming)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
@@ -37,6 +39,7 @@ def q_lambda_targets(
     terminated_t: Bool[Array, " T"],
     truncated_t: Bool[Array, " T"],
     q_next_max_t: Float[Array, " T"],
+    *,
     gamma: float,
     td_lambda: float,
 ) -> Float[Array, " T"]:
@@ -57,10 +60,10 @@ def batched_q_lambda_targets(
     terminated_t: Bool[Array, "T envs"],
     truncated_t: Bool[Array, "T envs"],
     q_next_max_t: Float[Array, "T envs"],
+    *,
     gamma: float,
     td_lambda: float,
 ) -> Float[Array, "T envs"]:
     """:func:`q_lambda_targets` over a time-major batch of environments."""
-    return jax.vmap(q_lambda_targets, in_axes=(1, 1, 1, 1, None, None), out_axes=1)(
-        r_t, terminated_t, truncated_t, q_next_max_t, gamma, td_lambda
-    )
+    one_env = functools.partial(q_lambda_targets, gamma=gamma, td_lambda=td_lambda)
+    return jax.vmap(one_env, in_axes=1, out_axes=1)(r_t, terminated_t, truncated_t, q_next_max_t)

@@ -113,13 +113,13 @@ class LearnedModel(WorldModel):
         ensemble, opt_state, (loss, metrics) = sgd_epochs(
             model_loss,
             model_optimiser(),
-            jnp.asarray(self.lr, jnp.float32),
             state.ensemble,
             state.opt_state,
-            k_epochs,
             batch,
-            self.epochs,
-            self.minibatches,
+            key=k_epochs,
+            learning_rate=jnp.asarray(self.lr, jnp.float32),
+            num_epochs=self.epochs,
+            num_minibatches=self.minibatches,
         )
         return LearnedState(ensemble=ensemble, opt_state=opt_state), {MODEL_LOSS.name: loss, **termination_scores(metrics)}
 

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from pdqn import checkpoint
+from pdqn import checkpoint, rundir
 from pdqn.checkpoint import CheckpointError
 from pdqn.experiments import minatar
 from pdqn.runner import initial_eval_key
@@ -29,7 +29,7 @@ def saved(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ckpt")
     config = tiny_config(alg="pdqn", num_seeds=2, run_dir=run_dir)
     states = Trainer(config).init_seeds()
-    checkpoint.write_config(run_dir, config)
+    rundir.write_config(run_dir, config)
     for update in (1, 2, 3):
         checkpoint.save_checkpoint(run_dir, config, states, initial_eval_key(config), progress(update))
     return run_dir, config, states
@@ -53,7 +53,7 @@ def test_round_trip_and_pruning(saved):
     ckpt = checkpoint.load_latest(run_dir, config, like(config))
     assert ckpt.update == 3 and ckpt.meta["format_version"] == checkpoint.FORMAT_VERSION
     assert leaves_equal(ckpt.states, states)
-    assert checkpoint.read_config(run_dir) == config
+    assert rundir.read_config(run_dir) == config
 
 
 def corrupt_copy(saved, tmp_path, edit):
@@ -130,10 +130,10 @@ def test_a_checkpoint_saved_before_an_option_existed_still_loads_with_that_optio
 
 def test_a_config_saved_before_the_ensemble_gate_existed_means_one_ungated_model():
     # Those options' defaults changed later; such a run trained one model, every imagined step trusted.
-    old = checkpoint.config_dict(tiny_config(alg="pdqn"))
+    old = rundir.config_dict(tiny_config(alg="pdqn"))
     for name in ("ensemble_size", "max_disagreeing_cells", "imagined_loss_mean"):
         del old["dyna"][name]
-    dyna = checkpoint.config_from_dict(old).dyna
+    dyna = rundir.config_from_dict(old).dyna
     assert (dyna.ensemble_size, dyna.max_disagreeing_cells, dyna.imagined_loss_mean) == (1, None, "trusted")
     assert tiny_config(alg="pdqn").dyna.ensemble_size == 3  # today's default
 

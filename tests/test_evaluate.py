@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from pdqn import checkpoint, render
-from pdqn.envs import GYMNAX_IDS
+from pdqn.config import GAMES
+from pdqn.envs import gymnax_id
 from pdqn.experiments import evaluate
 from pdqn.runner import run
 from tests.conftest import REPO, cli_env, tiny_config
@@ -41,7 +42,7 @@ def call(*args):
 def test_policy_holds_q_networks_and_models(trained):
     config, policy = checkpoint.load_policy(trained)
     assert config.alg == "pdqn" and config.num_seeds == 2
-    assert policy["model"] is not None
+    assert policy["planner"].model.ensemble is not None
     assert jax.tree.leaves(policy["q_net"])[0].shape[0] == 2
 
 
@@ -97,10 +98,10 @@ def test_missing_or_corrupted_policy(trained, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "corrupted" in err
 
 
-@pytest.mark.parametrize("game", list(GYMNAX_IDS))
+@pytest.mark.parametrize("game", GAMES)
 def test_gymnax_and_minatar_agree_on_actions_and_channels(game):
     env = evaluate.minatar_environment(game, 0.0, 0)
-    gym_env, params = gymnax.make(GYMNAX_IDS[game])
+    gym_env, params = gymnax.make(gymnax_id(game))
     assert [int(a) for a in gym_env.action_set] == list(env.minimal_action_set())
     env.reset()
     theirs = np.asarray(env.state(), np.float32)

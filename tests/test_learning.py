@@ -24,7 +24,7 @@ def test_pqn_learns_known_q_values():
     trainer = Trainer(config, env=chain)
     states = trainer.init_seeds()
     states, metrics = jax.jit(trainer.run_chunk)(states, jnp.asarray(200))
-    q = jax.vmap(lambda net: net(chain.all_observations()))(states.q_net)[0]
+    q = jax.vmap(lambda net: net(chain.all_observations()))(states.learner.q_net)[0]
     # Q*(s, forward) = 0.9 ** (2 - s); Q*(s, quit) = 0.5
     np.testing.assert_allclose(q, chain.optimal_q(0.9), atol=0.02)
     assert np.all(np.isfinite(np.asarray(metrics["td_loss"])))

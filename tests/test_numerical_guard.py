@@ -10,6 +10,7 @@ import pytest
 
 from pdqn import checkpoint, runner
 from pdqn.runner import NonFiniteError, non_finite, run
+from pdqn.train import Trainer
 from tests.conftest import REPO, cli_env, tiny_config
 
 BLOW_UP = [
@@ -44,11 +45,11 @@ def test_injected_nan_names_update_and_metric(tmp_path, monkeypatch):
     """A NaN injected into the third chunk's td_loss: stop there, checkpoint at update 2."""
     real_non_finite = runner.non_finite
 
-    def inject(config, metrics, n, first_update):
+    def inject(metrics, values, n, first_update, seeds):
         if first_update == 2:
-            metrics = dict(metrics, td_loss=np.where(np.arange(metrics["td_loss"].shape[1]) == 0, np.nan, 0.0)[None]
-                           .repeat(metrics["td_loss"].shape[0], 0))
-        return real_non_finite(config, metrics, n, first_update)
+            values = dict(values, td_loss=np.where(np.arange(values["td_loss"].shape[1]) == 0, np.nan, 0.0)[None]
+                          .repeat(values["td_loss"].shape[0], 0))
+        return real_non_finite(metrics, values, n, first_update, seeds)
 
     monkeypatch.setattr(runner, "non_finite", inject)
     config = tiny_config(log_every=1)
@@ -60,12 +61,18 @@ def test_injected_nan_names_update_and_metric(tmp_path, monkeypatch):
 
 
 def test_planning_losses_only_count_while_planning_is_active():
-    config = tiny_config(alg="pdqn")
-    nan = np.full((1, 3), np.nan)
-    metrics = {"td_loss": np.zeros((1, 3)), "mean_q": np.zeros((1, 3)), "model_loss": np.zeros((1, 3)),
-               "imagined_td_loss": nan, "imagined_mean_q": nan, "planning_active": np.zeros((1, 3))}
-    assert non_finite(config, metrics, 3, 0) is None
-    metrics["planning_active"] = np.array([[0.0, 1.0, 1.0]])
-    assert non_finite(config, metrics, 3, 10) == "imagined_td_loss at update 12 (seed 0)"
-    metrics["model_loss"] = np.array([[0.0, 0.0, np.inf]])
-    assert non_finite(config, metrics, 2, 10) == "imagined_td_loss at update 12 (seed 0)"
+    declared = Trainer(tiny_config(alg="pdqn")).metrics
+    values = {m.name: np.zeros((1, 3)) for m in declared}
+    values |= {"imagined_td_loss": np.full((1, 3), np.nan), "imagined_mean_q": np.full((1, 3), np.nan)}
+    assert non_finite(declared, values, 3, 0, [7]) is None
+    values["planning_active"] = np.array([[0.0, 1.0, 1.0]])
+    assert non_finite(declared, values, 3, 10, [7]) == "imagined_td_loss at update 12 (seed 7)"
+    values["model_loss"] = np.array([[0.0, 0.0, np.inf]])
+    assert non_finite(declared, values, 2, 10, [7]) == "imagined_td_loss at update 12 (seed 7)"
+
+
+def test_the_guard_watches_exactly_the_declared_losses():
+    """A guarded metric is named by its declaration: every loss-like metric of PDQN is watched."""
+    guarded = {m.name for m in Trainer(tiny_config(alg="pdqn")).metrics if m.guarded}
+    assert guarded == {"td_loss", "mean_q", "model_loss", "imagined_td_loss", "imagined_mean_q"}
+    assert {m.name for m in Trainer(tiny_config(alg="pqn")).metrics if m.guarded} == {"td_loss", "mean_q"}

@@ -46,9 +46,9 @@ def test_minibatches_without_weight_leave_network_and_optimiser_unchanged():
     opt_state = optimiser.init(net)
     key = jax.random.PRNGKey(2)
     # One real step first, so that Adam's momentum is non-zero.
-    net, opt_state, _ = sgd_epochs(td_loss, optimiser, jnp.asarray(1e-2), net, opt_state, key, batch(1.0), 1, 1)
-    after, after_state, _ = sgd_epochs(td_loss, optimiser, jnp.asarray(1e-2), net, opt_state, key, batch(0.0), 2, 2)
+    net, opt_state, _ = sgd_epochs(td_loss, optimiser, net, opt_state, batch(1.0), key=key, learning_rate=jnp.asarray(1e-2), num_epochs=1, num_minibatches=1)
+    after, after_state, _ = sgd_epochs(td_loss, optimiser, net, opt_state, batch(0.0), key=key, learning_rate=jnp.asarray(1e-2), num_epochs=2, num_minibatches=2)
     for a, b in zip(jax.tree.leaves((net, opt_state)), jax.tree.leaves((after, after_state))):
         np.testing.assert_array_equal(a, b)
-    moved, _, _ = sgd_epochs(td_loss, optimiser, jnp.asarray(1e-2), net, opt_state, key, batch(1.0), 1, 2)
+    moved, _, _ = sgd_epochs(td_loss, optimiser, net, opt_state, batch(1.0), key=key, learning_rate=jnp.asarray(1e-2), num_epochs=1, num_minibatches=2)
     assert not all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(net), jax.tree.leaves(moved)))

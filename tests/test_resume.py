@@ -14,6 +14,7 @@ import polars.testing
 import pytest
 
 from pdqn import checkpoint
+from pdqn.config import CheckpointConfig
 from pdqn.runner import run
 from tests.conftest import REPO, cli_env, tiny_config
 
@@ -30,7 +31,7 @@ ARGS = [
 def config_for(run_dir: Path):
     return tiny_config(
         alg="pdqn", num_seeds=2, total_timesteps=64 * UPDATES, log_every=1, eval_every=0.25,
-        checkpoint=checkpoint.CheckpointConfig(every=4, keep=3), run_dir=run_dir,
+        checkpoint=CheckpointConfig(every=4, keep=3), run_dir=run_dir,
     )
 
 

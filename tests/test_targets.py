@@ -18,12 +18,12 @@ def flags(*indices: int) -> jnp.ndarray:
 def test_no_episode_end():
     # G3 = 1 + .9*40 = 37; G2 = 2 + .9*(.5*30 + .5*37) = 32.15
     # G1 = .9*(.5*20 + .5*32.15) = 23.4675; G0 = 1 + .9*(.5*10 + .5*23.4675) = 16.060375
-    got = q_lambda_targets(R, NO, NO, V, 0.9, 0.5)
+    got = q_lambda_targets(R, NO, NO, V, gamma=0.9, td_lambda=0.5)
     np.testing.assert_allclose(got, [16.060375, 23.4675, 32.15, 37.0], rtol=1e-6)
 
 
 def test_last_two_steps_bootstrap_from_their_own_next_state():
-    got = q_lambda_targets(R, NO, NO, V, 0.9, 0.5)
+    got = q_lambda_targets(R, NO, NO, V, gamma=0.9, td_lambda=0.5)
     # The last transition bootstraps fully from Q(s_4); the one before mixes Q(s_3) = 30, not 40.
     assert got[3] == pytest.approx(1 + 0.9 * 40)
     assert got[2] == pytest.approx(2 + 0.9 * (0.5 * 30 + 0.5 * 37))
@@ -32,36 +32,36 @@ def test_last_two_steps_bootstrap_from_their_own_next_state():
 
 
 def test_termination_zeroes_bootstrap_and_cuts_trace():
-    got = q_lambda_targets(R, flags(1), NO, V, 0.9, 0.5)
+    got = q_lambda_targets(R, flags(1), NO, V, gamma=0.9, td_lambda=0.5)
     # G1 = r1 = 0; G0 = 1 + .9*(.5*10 + .5*0) = 5.5; later steps unaffected
     np.testing.assert_allclose(got, [5.5, 0.0, 32.15, 37.0], rtol=1e-6)
 
 
 def test_truncation_bootstraps_from_final_observation_and_cuts_trace():
-    got = q_lambda_targets(R, NO, flags(1), V, 0.9, 0.5)
+    got = q_lambda_targets(R, NO, flags(1), V, gamma=0.9, td_lambda=0.5)
     # G1 = 0 + .9*20 = 18 (v_1 is Q of the pre-reset final observation); G0 = 1 + .9*(.5*10 + .5*18)
     np.testing.assert_allclose(got, [13.6, 18.0, 32.15, 37.0], rtol=1e-6)
 
 
 def test_episode_ends_at_the_last_step():
-    terminated = q_lambda_targets(R, flags(3), NO, V, 0.9, 0.5)
+    terminated = q_lambda_targets(R, flags(3), NO, V, gamma=0.9, td_lambda=0.5)
     np.testing.assert_allclose(terminated[2:], [2 + 0.9 * (0.5 * 30 + 0.5 * 1), 1.0], rtol=1e-6)
-    truncated = q_lambda_targets(R, NO, flags(3), V, 0.9, 0.5)
+    truncated = q_lambda_targets(R, NO, flags(3), V, gamma=0.9, td_lambda=0.5)
     np.testing.assert_allclose(truncated[3], 37.0, rtol=1e-6)
 
 
 def test_termination_and_truncation_at_the_same_step_is_termination():
-    both = q_lambda_targets(R, flags(1), flags(1), V, 0.9, 0.5)
-    np.testing.assert_allclose(both, q_lambda_targets(R, flags(1), NO, V, 0.9, 0.5))
+    both = q_lambda_targets(R, flags(1), flags(1), V, gamma=0.9, td_lambda=0.5)
+    np.testing.assert_allclose(both, q_lambda_targets(R, flags(1), NO, V, gamma=0.9, td_lambda=0.5))
 
 
 def test_lambda_zero_is_one_step_q_learning():
-    got = q_lambda_targets(R, NO, NO, V, 0.9, 0.0)
+    got = q_lambda_targets(R, NO, NO, V, gamma=0.9, td_lambda=0.0)
     np.testing.assert_allclose(got, R + 0.9 * V, rtol=1e-6)
 
 
 def test_lambda_one_is_monte_carlo_with_final_bootstrap():
-    got = q_lambda_targets(R, NO, NO, V, 0.9, 1.0)
+    got = q_lambda_targets(R, NO, NO, V, gamma=0.9, td_lambda=1.0)
     expected = [1 + 0.9 * (0 + 0.9 * (2 + 0.9 * 37)), 0.9 * (2 + 0.9 * 37), 2 + 0.9 * 37, 37.0]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
@@ -78,6 +78,6 @@ def test_batched_targets_treat_each_env_independently():
     v = jnp.stack([V, V[::-1]], axis=1)
     term = jnp.stack([NO, flags(1)], axis=1)
     trunc = jnp.stack([flags(2), NO], axis=1)
-    got = batched_q_lambda_targets(r, term, trunc, v, 0.9, 0.5)
-    np.testing.assert_allclose(got[:, 0], q_lambda_targets(R, NO, flags(2), V, 0.9, 0.5), rtol=1e-6)
-    np.testing.assert_allclose(got[:, 1], q_lambda_targets(R[::-1], flags(1), NO, V[::-1], 0.9, 0.5), rtol=1e-6)
+    got = batched_q_lambda_targets(r, term, trunc, v, gamma=0.9, td_lambda=0.5)
+    np.testing.assert_allclose(got[:, 0], q_lambda_targets(R, NO, flags(2), V, gamma=0.9, td_lambda=0.5), rtol=1e-6)
+    np.testing.assert_allclose(got[:, 1], q_lambda_targets(R[::-1], flags(1), NO, V[::-1], gamma=0.9, td_lambda=0.5), rtol=1e-6)

@@ -17,8 +17,12 @@ import pytest
 from conftest import cli_env, stop_process_group, tiny_config
 
 from pdqn.config import TrackConfig
-from pdqn.runner import METRICS_FILE, run
-from pdqn.tracking import AIM_RUNS_FILE, AimHooks, code_version, index_runs, make_hooks, metric_arrays
+from pdqn.hooks import RunInfo
+from pdqn.metrics import TARGET_RETURN
+from pdqn.rundir import AIM_RUNS_FILE, METRICS_FILE
+from pdqn.runner import run
+from pdqn.tracking import AimHooks, code_version, index_runs, make_hooks, metric_arrays
+from pdqn.train import Trainer
 
 
 def free_port() -> int:
@@ -92,6 +96,10 @@ def test_one_aim_run_per_seed_with_hparams_and_contexts(tracked):
         assert r["summary"]["final_target_return"] == pytest.approx(evals["target_return"][-1])
 
 
+def run_info(config, run_dir) -> RunInfo:
+    return RunInfo(config, run_dir, Trainer(config).metrics + (TARGET_RETURN,))
+
+
 def test_resume_continues_the_stored_runs(tracked):
     config, repo, run_dir = tracked
     before = sorted(aim.Repo.from_path(str(repo)).list_all_runs())
@@ -100,7 +108,7 @@ def test_resume_continues_the_stored_runs(tracked):
         update=pl.col("update") + 1, env_step=pl.col("env_step") + 10_000, td_loss=pl.lit(123.0)
     )
     hooks = AimHooks(str(repo))
-    hooks.start(config, run_dir, [3, 4])  # aim_runs.json exists: a resumed run
+    hooks.start(run_info(config, run_dir))  # aim_runs.json exists: a resumed run
     hooks.log(later)
     hooks.close()
     assert sorted(aim.Repo.from_path(str(repo)).list_all_runs()) == before
@@ -176,7 +184,7 @@ def test_remote_server(tracked, tmp_path):
         fresh = tmp_path / "run"
         fresh.mkdir()
         rows = pl.read_parquet(run_dir / METRICS_FILE)
-        hooks[0].start(remote, fresh, [3, 4])
+        hooks[0].start(run_info(remote, fresh))
         hooks[0].log(rows)
         hooks[0].close()
         hashes = sorted(json.loads((fresh / AIM_RUNS_FILE).read_text())["runs"].values())

@@ -28,15 +28,6 @@ import tyro
 from pdqn.cli import fail, parse
 from pdqn.config import Config, ConfigError
 
-MINATAR_NAMES = {
-    "asterix": "asterix",
-    "breakout": "breakout",
-    "freeway": "freeway",
-    "space_invaders": "space_invaders",
-    "seaquest": "seaquest",
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class EvalArgs:
     """Evaluate a saved greedy policy on gymnax (and optionally the original MinAtar)."""
@@ -102,7 +93,7 @@ def evaluate_gymnax(env_name: str, q_net: Any, episodes: int, seed: int, frames:
 def minatar_environment(env_name: str, sticky: float, seed: int) -> Any:
     from minatar import Environment
 
-    env = Environment(MINATAR_NAMES[env_name], sticky_action_prob=sticky)
+    env = Environment(env_name, sticky_action_prob=sticky)  # MinAtar names its games as pdqn does
     env.seed(seed)
     return env
 

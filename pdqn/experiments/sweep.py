@@ -128,6 +128,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def point_config(base: Config, name: str, game: str, point: dict[str, Any]) -> Config:
+    """The config of one grid point (every replaced value is validated again)."""
+    config = dataclasses.replace(
+        base,
+        env=game,
+        run_dir=None,
+        track=dataclasses.replace(base.track, sweep=name, experiment=f"{name}:{point_label(point)}"),
+    )
+    for path, value in point.items():
+        config = with_value(config, path, value)
+    return config
+
+
+def finished(summary: dict[str, Any]) -> dict[str, Any]:
+    """A finished point's record fields: its mean final greedy and behaviour returns over seeds."""
+    behaviour = [v for v in summary["final_behaviour_return"] if v == v]
+    return {
+        "status": "done",
+        "final_target_return": float(sum(summary["final_target_return"]) / len(summary["final_target_return"])),
+        "final_behaviour_return": float(sum(behaviour) / len(behaviour)) if behaviour else None,
+    }
+
+
 def sweep(
     name: str,
     base: Config,
@@ -153,40 +176,19 @@ def sweep(
         label = point_label(point)
         run_dir = sweep_dir / safe_name(f"{game}-{label}")
         record: dict[str, Any] = {
-            "sweep": name,
-            "point": index,
-            "game": game,
-            "label": label,
-            **{k: str(v) for k, v in point.items()},
-            "alg": base.alg,
-            "num_seeds": base.num_seeds,
-            "run_dir": str(run_dir),
-            "status": "running",
-            "reason": "",
-            "final_target_return": None,
-            "final_behaviour_return": None,
-            "seconds": None,
-        }
+            "sweep": name, "point": index, "game": game, "label": label, **{k: str(v) for k, v in point.items()},
+            "alg": base.alg, "num_seeds": base.num_seeds, "run_dir": str(run_dir), "status": "running", "reason": "",
+            "final_target_return": None, "final_behaviour_return": None, "seconds": None,
+        }  # fmt: skip
         records.append(record)
         write_table()
         print(f"[sweep {name}] point {index + 1}/{len(combos)}: {game} {label}", file=log, flush=True)
         tick = time.perf_counter()
         try:
-            config = dataclasses.replace(
-                base,
-                env=game,
-                run_dir=run_dir,
-                track=dataclasses.replace(base.track, sweep=name, experiment=f"{name}:{label}"),
-            )
-            for path, value in point.items():
-                config = with_value(config, path, value)
+            config = point_config(base, name, game, point)
             record["alg"] = config.alg
             prepare(run_dir)
-            summary = run(config, run_dir, log=log, hooks=make_hooks(config, log))
-            record["status"] = "done"
-            record["final_target_return"] = float(sum(summary["final_target_return"]) / len(summary["final_target_return"]))
-            behaviour = [v for v in summary["final_behaviour_return"] if v == v]
-            record["final_behaviour_return"] = float(sum(behaviour) / len(behaviour)) if behaviour else None
+            record |= finished(run(config, run_dir, log=log, hooks=make_hooks(config, log)))
         except KeyboardInterrupt:
             record["status"], record["reason"] = "failed", "interrupted"
             record["seconds"] = time.perf_counter() - tick
