@@ -6,7 +6,12 @@
 
 Writes to --out: ``runs.parquet`` (the tidy frame: game, alg, variant, seed, run_id, sweep, env_step,
 metrics), ``final.parquet`` (one row per run), ``table.parquet`` and ``table.md`` (per game and variant,
-plus the cross-game IQM and probability of improvement), ``aggregate.json`` and ``curves.png``.
+plus the cross-game IQM and probability of improvement), ``aggregate.json`` (also the anchors and the
+interval estimates), ``curves.png`` (learning curves per game), ``profiles.png`` / ``profiles.parquet``
+(performance profiles), ``intervals.png`` (IQM, median, mean, optimality gap with 95 % CIs) and
+``iqm_curve.png`` / ``iqm_curve.parquet`` (IQM of normalised greedy return over env steps).
+Scores are normalised with fixed per-game anchors (``analysis.anchors``: 0 = random policy, 1 = the
+reference in ``analysis/anchors/reference.csv``), so they do not depend on which runs are compared.
 Bad input exits 2 with one ``error:`` line.
 """
 
@@ -18,8 +23,8 @@ from pathlib import Path
 import polars as pl
 
 from analysis.load import AnalysisError, load_aim, load_reference, load_run_dirs, require_metrics
-from analysis.plots import learning_curves
-from analysis.stats import aggregate, final_returns, per_game_table
+from analysis.plots import interval_plot, iqm_curve_plot, learning_curves, profile_plot
+from analysis.stats import aggregate, final_returns, iqm_over_steps, per_game_table, performance_profiles
 from analysis.table import markdown_table
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "prototype-minatar-curves.parquet"
@@ -35,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", type=Path, default=None, help=f"prototype curves parquet to plot beside the runs (e.g. {DEFAULT_REFERENCE}); skipped if missing")
     parser.add_argument("--better", default="pdqn", help="variant for the probability of improvement (default pdqn)")
     parser.add_argument("--worse", default="pqn", help="baseline variant(s) for the probability of improvement and IQM difference, comma-separated (default pqn)")
-    parser.add_argument("--variants", default="", help="keep only these variants, comma-separated (default: every variant found); scores are normalised over what is kept")
+    parser.add_argument("--variants", default="", help="keep only these variants, comma-separated (default: every variant found)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     return parser
 
@@ -81,7 +86,19 @@ def report(args: argparse.Namespace) -> dict:
     (out / "table.md").write_text(text)
     (out / "aggregate.json").write_text(json.dumps(aggregates, indent=2))
     learning_curves(frame, out / "curves.png", args.window, reference)
+    write_aggregate_plots(frame, finals, aggregates, out, args.resamples)
     return {"runs": finals.height, "out": str(out), "table": text}
+
+
+def write_aggregate_plots(frame: pl.DataFrame, finals: pl.DataFrame, aggregates: dict, out: Path, resamples: int) -> None:
+    """profiles.png, intervals.png and iqm_curve.png, with the numbers behind the profile and the curve as parquet."""
+    profiles = performance_profiles(finals, resamples)
+    profiles.write_parquet(out / "profiles.parquet")
+    profile_plot(profiles, out / "profiles.png")
+    interval_plot(aggregates["intervals"], out / "intervals.png")
+    curve = iqm_over_steps(frame, resamples)
+    curve.write_parquet(out / "iqm_curve.parquet")
+    iqm_curve_plot(curve, out / "iqm_curve.png")
 
 
 def only_variants(frame: pl.DataFrame, variants: list[str]) -> pl.DataFrame:
@@ -90,7 +107,9 @@ def only_variants(frame: pl.DataFrame, variants: list[str]) -> pl.DataFrame:
     missing = [v for v in variants if v not in found]
     if missing:
         raise AnalysisError(f"--variants: no runs of {', '.join(missing)} (found: {', '.join(sorted(found))})")
-    return frame.filter(pl.col("variant").is_in(variants))
+    kept = frame.filter(pl.col("variant").is_in(variants))
+    # metrics only the dropped variants log would stay behind as all-null columns in runs.parquet
+    return kept.select([c for c in kept.columns if kept[c].null_count() < kept.height])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except AnalysisError as err:
         fail(str(err))
     print(result["table"])
-    print(f"wrote {result['out']}/ (runs.parquet, final.parquet, table.md, curves.png) from {result['runs']} runs", file=sys.stderr)
+    print(f"wrote {result['out']}/ (runs.parquet, final.parquet, table.md, aggregate.json, curves.png, profiles.png, intervals.png, iqm_curve.png) from {result['runs']} runs", file=sys.stderr)
     return 0
 
 

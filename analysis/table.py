@@ -13,6 +13,18 @@ def _cell(row: dict, policy: str) -> str:
     return text + f" [{low:.2f}, {high:.2f}]"
 
 
+def normalisation_note(aggregates: dict) -> str:
+    """How the scores were normalised: the fixed anchors per game and the reference they come from."""
+    anchors = ", ".join(
+        f"{game} {a['random']:.2f} → {a['reference']:.2f}" for game, a in sorted(aggregates.get("anchors", {}).items())
+    )
+    return (
+        "IQM over games of normalised scores, (return - random) / (reference - random) per game with fixed anchors: "
+        f"0 = a uniformly random policy, 1 = {aggregates.get('reference', 'the reference')} "
+        f"(`analysis/anchors/`; random → reference: {anchors}); stratified bootstrap 95 % CI."
+    )
+
+
 def markdown_table(table: pl.DataFrame, aggregates: dict | None = None, env_steps: int | None = None) -> str:
     """Per game and variant: greedy and behaviour final return, mean ± s.e. [95 % bootstrap CI]."""
     lines = [
@@ -37,11 +49,7 @@ def markdown_table(table: pl.DataFrame, aggregates: dict | None = None, env_step
                 v = policies.get(policy, {})
                 cells.append(f"{v['iqm']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v else "–")
             notes.append(f"| {variant} | {cells[0]} | {cells[1]} |")
-        notes.append("")
-        notes.append(
-            "IQM over games of scores normalised min-max per game across all runs in this comparison "
-            "(0 = worst seed, 1 = best seed on that game), with a stratified bootstrap 95 % CI."
-        )
+        notes += ["", normalisation_note(aggregates)]
     comparisons = (aggregates or {}).get("comparisons", [])
     if comparisons:
         notes += [

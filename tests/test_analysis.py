@@ -11,12 +11,16 @@ import pytest
 from conftest import cli_env
 
 from analysis import (
+    AnalysisError,
     final_returns,
     iqm,
+    iqm_over_steps,
+    load_anchors,
     load_reference,
     load_run_dirs,
     normalise_scores,
     per_game_table,
+    performance_profile,
     probability_of_improvement,
 )
 from analysis.load import UnfinishedRunWarning
@@ -82,12 +86,9 @@ def test_a_run_without_summary_is_read_with_a_warning_that_its_last_update_count
     assert finals["greedy"].to_list() == [1.0, 2.0]
 
 
-def test_iqm_normalisation_and_probability_of_improvement(runs):
+def test_iqm_and_probability_of_improvement(runs):
     assert iqm(np.array([0.0, 1.0, 2.0, 3.0, 100.0, -100.0, 1.5, 2.5])) == pytest.approx(np.mean([1.0, 1.5, 2.0, 2.5]))
     finals = final_returns(load_run_dirs([runs]))
-    scores = normalise_scores(finals, "greedy")
-    breakout = scores.filter(pl.col("game") == "breakout")
-    assert breakout["score"].min() == 0.0 and breakout["score"].max() == 1.0
     p, low, high = probability_of_improvement(finals, "pdqn", "pqn", resamples=200)
     # breakout: pairs (pdqn > pqn) = 6 wins + 2 ties of 9 -> 7/9; asterix: (5,7) vs (5,5) -> (1/2+1/2+1+1)/4 = 3/4
     assert p == pytest.approx((7 / 9 + 3 / 4) / 2)
@@ -101,8 +102,15 @@ def test_report_cli_writes_table_and_png(runs, tmp_path):
     table = (out / "table.md").read_text()
     assert table.startswith("| game | variant | seeds | greedy return | behaviour return |")
     assert "| breakout | pdqn | 3 | 3.00 ± 0.58 [" in table and "| pdqn vs pqn | greedy |" in table
-    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("curves.png", "profiles.png", "intervals.png", "iqm_curve.png"):
+        png = (out / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, name
     assert pl.read_parquet(out / "runs.parquet")["run_id"].n_unique() == 10
+    assert "0 = a uniformly random policy, 1 = PQN, this project, 1M env steps" in table
+    aggregates = json.loads((out / "aggregate.json").read_text())
+    assert set(aggregates["intervals"]["pdqn"]["greedy"]) == {"IQM", "median", "mean", "optimality gap"}
+    # the curve has the two greedy evaluations of the fake runs (updates 10 and 20 of 64 env steps)
+    assert pl.read_parquet(out / "iqm_curve.parquet").filter(pl.col("variant") == "pqn")["env_step"].to_list() == [640, 1280]
 
 
 def test_reference_curves_are_optional(tmp_path):
@@ -165,9 +173,10 @@ def test_iqm_difference_has_a_ci_that_excludes_zero_for_a_clear_gap():
             rows.append({"game": game, "variant": "pdqn", "seed": seed, "greedy": 10.0 + seed})
             rows.append({"game": game, "variant": "pqn", "seed": seed, "greedy": 0.0 + seed})
     finals = pl.DataFrame(rows)
-    point, low, high = iqm_difference(finals, "pdqn", "pqn", resamples=300)
-    # scores normalised over [0, 14] per game: pdqn IQM (11..13)/14, pqn IQM (1..3)/14
-    assert point == pytest.approx(10 / 14)
+    anchors = pl.DataFrame({"game": ["a", "b"], "random": [0.0, 0.0], "reference": [20.0, 20.0]})
+    point, low, high = iqm_difference(finals, "pdqn", "pqn", resamples=300, anchors=anchors)
+    # scores = returns / 20 on both games: pdqn IQM (11..13)/20, pqn IQM (1..3)/20
+    assert point == pytest.approx(10 / 20)
     assert 0 < low <= point <= high
 
 
@@ -251,3 +260,145 @@ def test_gate_quality_without_a_policy_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'no-run'}: ")
     assert not (tmp_path / "gates.md").exists()
+
+
+def test_committed_anchors_cover_every_game_and_say_where_they_come_from():
+    from analysis.anchors import RANDOM_FILE, REFERENCE_FILE
+    from pdqn.envs import GYMNAX_IDS
+
+    anchors = load_anchors()
+    assert sorted(anchors["game"].to_list()) == sorted(GYMNAX_IDS)
+    assert (anchors["random"] < anchors["reference"]).all()
+    random = pl.read_csv(RANDOM_FILE)
+    assert set(random["episodes"].to_list()) == {1000} and set(random["gymnax_version"].to_list()) == {"1.0.1"}
+    assert random["command"].str.starts_with("python -m analysis.random_policy --episodes 1000").all()
+    reference = pl.read_csv(REFERENCE_FILE)
+    assert {"source", "budget", "protocol", "command"} <= set(reference.columns)
+    assert reference["source"].n_unique() == 1  # one named reference for every game
+
+
+def test_scores_are_normalised_by_the_fixed_anchors_whatever_else_is_compared(runs):
+    finals = final_returns(load_run_dirs([runs]))
+    anchors = load_anchors().rows_by_key("game", named=True, unique=True)
+    breakout = anchors["breakout"]
+    scores = normalise_scores(finals, "greedy").filter((pl.col("game") == "breakout") & (pl.col("variant") == "pqn"))
+    expected = [(x - breakout["random"]) / (breakout["reference"] - breakout["random"]) for x in (1.0, 2.0, 3.0)]
+    assert scores.sort("seed")["score"].to_list() == pytest.approx(expected)
+    # a far better variant joining the comparison leaves every other run's score unchanged
+    extra = finals.filter(pl.col("variant") == "pqn").with_columns(variant=pl.lit("big"), greedy=pl.col("greedy") * 100)
+    both = normalise_scores(pl.concat([finals, extra]), "greedy")
+    assert both.filter(pl.col("variant") != "big").sort("run_id")["score"].to_list() == pytest.approx(
+        normalise_scores(finals, "greedy").sort("run_id")["score"].to_list()
+    )
+
+
+def test_a_game_without_anchors_is_one_error_line_exit_2(tmp_path, capsys):
+    finals = pl.DataFrame({"game": ["pong"], "variant": ["pqn"], "greedy": [1.0]})
+    with pytest.raises(AnalysisError, match="no score anchors for game\\(s\\) pong: anchors exist for asterix, breakout"):
+        normalise_scores(finals)
+    fake_run_dir(tmp_path / "r", "pqn", "pong", [1.0, 2.0])
+    with pytest.raises(SystemExit) as exit_:
+        report_main(["--runs", str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--resamples", "20"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no score anchors for game(s) pong")
+
+
+def test_performance_profile_is_the_fraction_of_pooled_runs_above_tau():
+    per_game = [np.array([0.0, 0.5, 1.0, 2.0]), np.array([0.2, 0.8])]
+    point, low, high = performance_profile(per_game, np.array([-1.0, 0.1, 0.6, 1.0, 5.0]), resamples=500)
+    # above -1: all 6; above 0.1: 0.5 1.0 2.0 0.2 0.8; above 0.6: 1.0 2.0 0.8; above 1.0 (strictly): 2.0; above 5: none
+    assert point.tolist() == pytest.approx([6 / 6, 5 / 6, 3 / 6, 1 / 6, 0.0])
+    assert (low <= point + 1e-12).all() and (point <= high + 1e-12).all()
+    assert low[0] == high[0] == 1.0 and low[-1] == high[-1] == 0.0  # no resample can change a certain answer
+    assert low[2] < 0.5 < high[2]
+
+
+def test_iqm_over_steps_pools_the_normalised_greedy_returns_evaluated_at_each_step():
+    anchors = pl.DataFrame({"game": ["a", "b"], "random": [0.0, 10.0], "reference": [10.0, 30.0]})
+    nan = float("nan")
+    rows = [  # two runs per game; game b is not evaluated at step 200, so step 200 is left out
+        ("a", "r1", 100, 1.0), ("a", "r2", 100, 3.0), ("b", "r3", 100, 12.0), ("b", "r4", 100, 30.0),
+        ("a", "r1", 200, 5.0), ("a", "r2", 200, 5.0), ("b", "r3", 200, nan), ("b", "r4", 200, nan),
+        ("a", "r1", 300, 10.0), ("a", "r2", 300, 10.0), ("b", "r3", 300, 30.0), ("b", "r4", 300, 50.0),
+    ]  # fmt: skip
+    frame = pl.DataFrame(rows, schema=["game", "run_id", "env_step", "target_return"], orient="row").with_columns(
+        variant=pl.lit("pqn")
+    )
+    curve = iqm_over_steps(frame, resamples=300, anchors=anchors)
+    assert curve["env_step"].to_list() == [100, 300]
+    # step 100: scores 0.1, 0.3 (a) and 0.1, 1.0 (b); the IQM of 4 drops one from each end: (0.1 + 0.3) / 2
+    # step 300: 1.0, 1.0, 1.0, 2.0 -> (1.0 + 1.0) / 2
+    assert curve["iqm"].to_list() == pytest.approx([0.2, 1.0])
+    assert curve["runs"].to_list() == [4, 4]
+    assert (curve["ci_low"] <= curve["iqm"]).all() and (curve["iqm"] <= curve["ci_high"]).all()
+
+
+def test_aggregates_equal_rliable_on_the_same_score_matrix():
+    """Our IQM, median, mean, optimality gap, performance profile and probability of improvement equal
+    rliable's on one (runs x games) matrix, and our stratified-bootstrap CI of the IQM equals rliable's
+    up to Monte-Carlo noise."""
+    pytest.importorskip("rliable", reason="rliable is a test extra: pip install -e '.[test]'")
+    from rliable import library, metrics
+
+    from analysis.stats import interval_estimate
+
+    rng = np.random.default_rng(1)
+    games = ["asterix", "breakout", "freeway", "seaquest", "space_invaders"]
+    scales = np.array([2.0, 5.0, 10.0, 15.0, 25.0])  # games far apart, as normalised scores are: strata matter
+    x = rng.gamma(8.0, 0.02, (10, 5)) * scales
+    y = np.round(rng.gamma(8.0, 0.02, (7, 5)) * scales * 2) / 2  # fewer runs, rounded to make ties
+    x[:3, 0] = y[:3, 0]  # some ties across the two algorithms too
+    finals = pl.DataFrame([
+        {"game": g, "variant": name, "seed": run, "greedy": float(m[run, j])}
+        for name, m in (("x", x), ("y", y)) for run in range(m.shape[0]) for j, g in enumerate(games)
+    ])  # fmt: skip
+    identity = pl.DataFrame({"game": games, "random": [0.0] * 5, "reference": [1.0] * 5})
+    scores = normalise_scores(finals, "greedy", identity)
+    per_game = [scores.filter((pl.col("variant") == "x") & (pl.col("game") == g)).sort("seed")["score"].to_numpy() for g in games]
+    ours = {name: interval_estimate(per_game, name, resamples=10)[0] for name in ("IQM", "median", "mean", "optimality gap")}
+    assert ours["IQM"] == pytest.approx(metrics.aggregate_iqm(x), rel=1e-12)
+    assert ours["median"] == pytest.approx(metrics.aggregate_median(x), rel=1e-12)
+    assert ours["mean"] == pytest.approx(metrics.aggregate_mean(x), rel=1e-12)
+    assert ours["optimality gap"] == pytest.approx(metrics.aggregate_optimality_gap(x), rel=1e-12)
+    taus = np.linspace(0.0, 3.0, 31)
+    profile, _ = library.create_performance_profile({"x": x}, taus, reps=10)
+    assert performance_profile(per_game, taus, resamples=10)[0] == pytest.approx(profile["x"], abs=1e-12)
+    p = probability_of_improvement(finals, "x", "y", resamples=10)
+    assert p is not None and p[0] == pytest.approx(metrics.probability_of_improvement(x, y), rel=1e-12)
+
+    # CIs: both are 95 % percentile intervals of the same stratified bootstrap (runs resampled with
+    # replacement within each game), so they differ only by Monte-Carlo noise in the 2.5 % and 97.5 %
+    # quantiles. With B resamples a quantile's standard error is about sqrt(0.025 * 0.975 / B) / phi(1.96)
+    # = 2.67 / sqrt(B) bootstrap standard deviations; sigma is read off our interval (width / 3.92).
+    # rliable (arch, one Python call per resample) gets B = 20,000 to stay within a few seconds; ours
+    # B = 200,000. We allow 5 standard errors of the difference; resampling the pooled runs without
+    # strata moves the endpoints by about 2 sigma on this matrix (checked below), far beyond that.
+    our_b, their_b = 200_000, 20_000
+    point, low, high = interval_estimate(per_game, "IQM", resamples=our_b, seed=0)
+    np.random.seed(0)  # rliable draws its resamples from numpy's global generator
+    _, their = library.get_interval_estimates({"x": x}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=their_b)
+    sigma = (high - low) / 3.92
+    tolerance = 5 * 2.67 * sigma * np.sqrt(1 / our_b + 1 / their_b)
+    assert abs(low - their["x"][0, 0]) < tolerance and abs(high - their["x"][1, 0]) < tolerance
+    assert tolerance < 0.1 * sigma  # tight: a tenth of the bootstrap spread
+    pooled = x.ravel()[np.random.default_rng(0).integers(0, x.size, (20_000, x.size))]
+    unstratified_low = np.percentile(np.sort(pooled, axis=1)[:, 12:38].mean(axis=1), 2.5)
+    assert abs(unstratified_low - their["x"][0, 0]) > 10 * tolerance  # the check can tell the schemes apart
+
+
+def test_random_policy_plays_one_whole_episode_per_environment_and_rejects_unknown_games(tmp_path, capsys):
+    from analysis.random_policy import main as random_main
+    from analysis.random_policy import measure
+
+    table = measure(["breakout"], 16, 0, "python -m analysis.random_policy ...")
+    row = table.row(0, named=True)
+    assert row["episodes"] == 16 and row["gymnax_version"] == "1.0.1"
+    assert (row["mean_return"] * 16) == pytest.approx(round(row["mean_return"] * 16))  # a sum of whole-brick rewards
+    assert 0.0 < row["mean_return"] < 3.0  # random Breakout breaks a brick or two at most (anchor: 0.42)
+    with pytest.raises(SystemExit) as exit_:
+        random_main(["--games", "breakout,pong", "--out", str(tmp_path / "r.csv")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --games: unknown game(s) pong")
+    assert not (tmp_path / "r.csv").exists()
