@@ -94,9 +94,10 @@ def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Arra
     from pdqn.schedules import epsilon_greedy
 
     config, tree = load_policy(run_dir)
-    if tree["model"] is None:
-        raise ValueError(f"{run_dir} is a PQN run: it has no dynamics model")
-    q_net, model = select_seed(tree["q_net"], seed_index), select_seed(tree["model"], seed_index)
+    ensemble = getattr(getattr(tree["planner"], "model", None), "ensemble", None)
+    if ensemble is None:
+        raise ValueError(f"{run_dir} has no learned dynamics model (a PQN run, or PDQN with the oracle)")
+    q_net, model = select_seed(tree["q_net"], seed_index), select_seed(ensemble, seed_index)
     env = make_env(config.env, envs, config.frame_stack)
 
     def step(carry, key):

@@ -11,8 +11,13 @@ from pathlib import Path
 
 import polars as pl
 
+from pdqn.config import GAMES
+from pdqn.envs import gymnax_id
+from pdqn.metrics import BEHAVIOUR_RETURN, TARGET_RETURN
+
 KEYS = ["game", "alg", "variant", "seed", "run_id", "sweep", "env_step"]
-REFERENCE_GAMES = {"Asterix": "asterix", "Breakout": "breakout", "Freeway": "freeway", "SpaceInvaders": "space_invaders", "Seaquest": "seaquest"}
+REFERENCE_GAMES = {gymnax_id(game).removesuffix("-MinAtar"): game for game in GAMES}
+"""The prototype's game names (gymnax's, e.g. ``SpaceInvaders``) -> ours."""
 
 
 class AnalysisError(ValueError):
@@ -163,7 +168,7 @@ def load_run_dirs(paths: list[str | Path]) -> pl.DataFrame:
     return _tidy(pl.concat(frames, how="diagonal_relaxed"))
 
 
-def require_metrics(frame: pl.DataFrame, names: tuple[str, ...] = ("behaviour_return", "target_return")) -> None:
+def require_metrics(frame: pl.DataFrame, names: tuple[str, ...] = (BEHAVIOUR_RETURN.name, TARGET_RETURN.name)) -> None:
     """Raise AnalysisError naming the runs that lack a needed metric (missing column or no finite value)."""
     for name in names:
         if name not in frame.columns:
@@ -183,7 +188,7 @@ def load_reference(path: str | Path | None, max_env_step: int | None = None) -> 
     wide = (
         ref.with_columns(pl.col("game").replace_strict(REFERENCE_GAMES, default=pl.col("game").str.to_lowercase()))
         .pivot(on="policy", index=["game", "algorithm", "run", "env_step"], values="episode_return", aggregate_function="first")
-        .rename({"behaviour": "behaviour_return", "target": "target_return"})
+        .rename({"behaviour": BEHAVIOUR_RETURN.name, "target": TARGET_RETURN.name})
     )
     if max_env_step is not None:
         wide = wide.filter(pl.col("env_step") <= max_env_step)

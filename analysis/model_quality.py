@@ -14,19 +14,21 @@ from pathlib import Path
 import polars as pl
 
 from analysis.load import AnalysisError, load_run_dirs
+from pdqn import metrics
 
 COLUMNS = {
-    "model_changed_cell_accuracy": "changed-cell acc.",
-    "model_obs_exact": "whole obs exact",
-    "model_reward_abs_error": "reward abs. error",
-    "model_term_precision": "term. precision",
-    "model_term_recall": "term. recall",
-    "mean_q": "mean Q (real batch)",
-    "imagined_mean_q": "mean Q (imagined batch)",
-    "imagined_td_loss": "imagined TD loss",
-    "td_loss": "real TD loss",
-    "imagined_trusted_fraction": "trusted fraction",
+    metrics.MODEL_CHANGED_CELL_ACCURACY.name: "changed-cell acc.",
+    metrics.MODEL_OBS_EXACT.name: "whole obs exact",
+    metrics.MODEL_REWARD_ABS_ERROR.name: "reward abs. error",
+    metrics.MODEL_TERM_PRECISION.name: "term. precision",
+    metrics.MODEL_TERM_RECALL.name: "term. recall",
+    metrics.MEAN_Q.name: "mean Q (real batch)",
+    metrics.IMAGINED_MEAN_Q.name: "mean Q (imagined batch)",
+    metrics.IMAGINED_TD_LOSS.name: "imagined TD loss",
+    metrics.TD_LOSS.name: "real TD loss",
+    metrics.IMAGINED_TRUSTED_FRACTION.name: "trusted fraction",
 }
+"""The declared metrics the table shows (a run that does not produce one leaves its cell empty)."""
 
 
 def late_means(frame: pl.DataFrame, tail: float) -> pl.DataFrame:
@@ -48,7 +50,7 @@ def quality_table(frame: pl.DataFrame, tail: float) -> pl.DataFrame:
         *[pl.col(c).mean().alias(c) for c in present],
         *[(pl.col(c).std() / pl.len().sqrt()).alias(c + "_se") for c in present],
     )
-    pqn_q = summary.filter(pl.col("variant") == "pqn").select("game", pl.col("mean_q").alias("pqn_mean_q"))
+    pqn_q = summary.filter(pl.col("variant") == "pqn").select("game", pl.col(metrics.MEAN_Q.name).alias("pqn_mean_q"))
     planning = summary.filter(pl.col("variant").str.starts_with("pdqn"))
     if planning.height == 0:
         raise AnalysisError("no PDQN runs (variant pdqn...) among the runs given")

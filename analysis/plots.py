@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-STYLES = {"behaviour_return": ("-", "behaviour"), "target_return": ("--", "greedy")}
+STYLES = {BEHAVIOUR_RETURN.name: ("-", "behaviour"), TARGET_RETURN.name: ("--", "greedy")}
 
 
 def smoothed(frame: pl.DataFrame, column: str, window: int) -> pl.DataFrame:
@@ -73,7 +73,7 @@ def learning_curves(
             for column, (style, policy) in STYLES.items():
                 if column not in runs.columns:
                     continue
-                curves = smoothed(runs, column, window if column == "behaviour_return" else max(1, window // 5))
+                curves = smoothed(runs, column, window if column == BEHAVIOUR_RETURN.name else max(1, window // 5))
                 if curves.is_empty():
                     continue
                 steps, mean, low, high = band(curves)

@@ -23,7 +23,8 @@ import polars as pl
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from analysis.load import AnalysisError
-from pdqn.envs import GYMNAX_IDS, VecEnv, make_env
+from pdqn.config import GAMES
+from pdqn.envs import VecEnv, make_env
 
 
 def random_episode_returns(env: VecEnv, key: PRNGKeyArray) -> Float[Array, " envs"]:
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis.random_policy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=1000, help="episodes per game, one per vectorised environment (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
-    parser.add_argument("--games", default=",".join(GYMNAX_IDS), help=f"comma-separated games (default: all, {','.join(GYMNAX_IDS)})")
+    parser.add_argument("--games", default=",".join(GAMES), help=f"comma-separated games (default: all, {','.join(GAMES)})")
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
     return parser
 
@@ -85,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     games = [g for g in args.games.split(",") if g]
     try:
-        unknown = [g for g in games if g not in GYMNAX_IDS]
+        unknown = [g for g in games if g not in GAMES]
         if unknown or not games:
-            raise AnalysisError(f"--games: unknown game(s) {', '.join(unknown) or '(none given)'} (known: {', '.join(GYMNAX_IDS)})")
+            raise AnalysisError(f"--games: unknown game(s) {', '.join(unknown) or '(none given)'} (known: {', '.join(GAMES)})")
         if args.episodes < 2:
             raise AnalysisError("--episodes must be >= 2 (the standard error needs two episodes)")
         given = sys.argv[1:] if argv is None else argv

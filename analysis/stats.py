@@ -27,9 +27,11 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
+from pdqn.metrics import BEHAVIOUR_RETURN, TARGET_RETURN
+
 from analysis.anchors import anchors_for, reference_name
 
-POLICIES = {"greedy": "target_return", "behaviour": "behaviour_return"}
+POLICIES = {"greedy": TARGET_RETURN.name, "behaviour": BEHAVIOUR_RETURN.name}
 RESAMPLES = 2000
 
 
@@ -39,15 +41,15 @@ def final_returns(frame: pl.DataFrame, tail: float = 0.1) -> pl.DataFrame:
     first_step = pl.col("env_step").min().over("run_id")
     window = frame.filter(pl.col("env_step") > last_step - (last_step - first_step) * tail - 1e-9)
     behaviour = (
-        window.with_columns(pl.col("behaviour_return").fill_nan(None))
+        window.with_columns(pl.col(BEHAVIOUR_RETURN.name).fill_nan(None))
         .group_by("run_id")
-        .agg(pl.col("behaviour_return").mean().alias("behaviour"))
+        .agg(pl.col(BEHAVIOUR_RETURN.name).mean().alias("behaviour"))
     )
     greedy = (
-        frame.filter(pl.col("target_return").is_finite())
+        frame.filter(pl.col(TARGET_RETURN.name).is_finite())
         .sort("env_step")
         .group_by("run_id")
-        .agg(pl.col("target_return").last().alias("greedy"))
+        .agg(pl.col(TARGET_RETURN.name).last().alias("greedy"))
     )
     runs = frame.group_by("run_id").agg(
         pl.col("game").first(), pl.col("alg").first(), pl.col("variant").first(), pl.col("seed").first(),

@@ -264,10 +264,10 @@ def test_gate_quality_without_a_policy_is_one_line_exit_2(tmp_path, capsys):
 
 def test_committed_anchors_cover_every_game_and_say_where_they_come_from():
     from analysis.anchors import RANDOM_FILE, REFERENCE_FILE
-    from pdqn.envs import GYMNAX_IDS
+    from pdqn.config import GAMES
 
     anchors = load_anchors()
-    assert sorted(anchors["game"].to_list()) == sorted(GYMNAX_IDS)
+    assert sorted(anchors["game"].to_list()) == sorted(GAMES)
     assert (anchors["random"] < anchors["reference"]).all()
     random = pl.read_csv(RANDOM_FILE)
     assert set(random["episodes"].to_list()) == {1000} and set(random["gymnax_version"].to_list()) == {"1.0.1"}
