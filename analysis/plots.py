@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from pdqn.metrics import BEHAVIOUR_RETURN, TARGET_RETURN  # noqa: E402
+
 STYLES = {BEHAVIOUR_RETURN.name: ("-", "behaviour"), TARGET_RETURN.name: ("--", "greedy")}
 
 
