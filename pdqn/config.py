@@ -156,8 +156,14 @@ class DynaConfig:
     """Passes of the dynamics model over its share of each update's real batch."""
     model_minibatches: int = 8
     """Minibatches per model epoch; must divide model_fraction * pqn.num_envs * pqn.num_steps."""
+    architecture: Literal["mlp", "conv"] = "mlp"
+    """Network of the learned model: "mlp" (over the flattened frame) or "conv" (the same small network on every
+    cell's 5x5 neighbourhood, with the action on every cell, a global path and a copy-the-frame residual;
+    pdqn/conv_dynamics.py)."""
     model_hidden: int = 128
-    """Width of the dynamics model's hidden layer."""
+    """Width of the MLP model's hidden layers."""
+    model_features: int = 32
+    """Features per cell of the convolutional model."""
     ensemble_size: int = 3
     """Dynamics-model ensemble members (vmapped); each imagined rollout samples one member per step.
     With max_disagreeing_cells and imagined_loss_mean="batch" this is the default that beat one ungated model
@@ -204,8 +210,8 @@ class DynaConfig:
 
     def __post_init__(self) -> None:
         p = "dyna."
-        counts = ("model_epochs", "model_minibatches", "model_hidden", "ensemble_size", "horizon", "num_rollouts")
-        _positive_ints(p, self, counts + ("plan_epochs", "plan_minibatches"))
+        counts = ("model_epochs", "model_minibatches", "model_hidden", "model_features", "ensemble_size", "horizon")
+        _positive_ints(p, self, counts + ("num_rollouts", "plan_epochs", "plan_minibatches"))
         _non_negative_ints(p, self, ("max_uncertain_cells", "planning_delay"))
         _require(math.isfinite(self.model_lr) and self.model_lr > 0, p + "model_lr", self.model_lr, "a finite number > 0")
         _require(

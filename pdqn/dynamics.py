@@ -6,6 +6,8 @@ is regressed. The next-observation logits get the current observation as a skip
 connection, so "nothing changes here" is the easy default the model refines.
 """
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -20,13 +22,16 @@ from pdqn.metrics import (
     MODEL_OBS_LOSS,
     MODEL_REWARD_ABS_ERROR,
     MODEL_REWARD_LOSS,
+    MODEL_REWARD_PRECISION,
+    MODEL_REWARD_RECALL,
     MODEL_TERM_PRECISION,
     MODEL_TERM_RECALL,
     MODEL_TERMINATED_LOSS,
 )
 
-# Termination counts per minibatch, averaged over an epoch before precision and recall are formed.
-TERM_TRUE_POSITIVE, TERM_PREDICTED, TERM_ACTUAL = "term_true_positive", "term_predicted", "term_actual"
+EVENTS = {"term": (MODEL_TERM_PRECISION, MODEL_TERM_RECALL), "reward": (MODEL_REWARD_PRECISION, MODEL_REWARD_RECALL)}
+"""Sparse events scored by precision and recall: a termination, and a reward (predicted above 0.5).
+Per minibatch their true-positive, predicted and actual rates are kept; the means over an epoch form the scores."""
 
 
 class Prediction(eqx.Module):
@@ -113,35 +118,26 @@ class DynamicsModel(eqx.Module):
 
 
 class Ensemble(eqx.Module):
-    """``size`` independently initialised dynamics models, stacked and vmapped."""
+    """``size`` independently initialised dynamics models (any architecture), stacked and vmapped."""
 
-    members: DynamicsModel
+    members: eqx.Module
     size: int = eqx.field(static=True)
 
-    def __init__(
-        self,
-        obs_shape: tuple[int, int, int],
-        num_actions: int,
-        hidden: int,
-        size: int,
-        *,
-        key: PRNGKeyArray,
-        frames: int = 1,
-    ):
-        make = lambda k: DynamicsModel(obs_shape, num_actions, hidden, key=k, frames=frames)  # noqa: E731
-        self.members = eqx.filter_vmap(make)(jax.random.split(key, size))
+    def __init__(self, make_member: Callable[[PRNGKeyArray], eqx.Module], size: int, *, key: PRNGKeyArray):
+        """``make_member(key)`` builds one member, e.g. ``lambda k: DynamicsModel(shape, actions, 128, key=k)``."""
+        self.members = eqx.filter_vmap(make_member)(jax.random.split(key, size))
         self.size = size
 
     @property
     def frame_channels(self) -> int:
         """Channels of the newest frame: the part of an observation the model predicts."""
-        return self.members.frame_channels
+        return self.members.frame_channels  # pyright: ignore[reportAttributeAccessIssue] (every member has it)
 
     def __call__(
         self, obs: Float[Array, "batch height width channels"], action: Int[Array, " batch"]
     ) -> Prediction:
         """Every member's prediction, stacked along a leading ``member`` axis."""
-        return eqx.filter_vmap(lambda m: m(obs, action))(self.members)
+        return eqx.filter_vmap(lambda m: m(obs, action))(self.members)  # pyright: ignore[reportCallIssue]
 
 
 class ModelBatch(eqx.Module):
@@ -184,28 +180,33 @@ def model_metrics(pred: Prediction, batch: ModelBatch, frame_channels: int) -> d
     target_obs = batch.next_obs[..., newest] > 0.5
     correct = predicted_obs == target_obs
     changed = target_obs != (batch.obs[..., newest] > 0.5)
-    predicted_term = pred.terminated_logit[0] > 0
-    return {
+    events = {
+        "term": (pred.terminated_logit[0] > 0, batch.terminated),
+        "reward": (pred.reward[0] > 0.5, batch.reward > 0.5),
+    }
+    rates = {
+        f"{name}_{kind}": jnp.mean(value)
+        for name, (predicted, actual) in events.items()
+        for kind, value in (("true_positive", predicted & actual), ("predicted", predicted), ("actual", actual))
+    }
+    return rates | {
         MODEL_CELL_ACCURACY.name: jnp.mean(correct),
         MODEL_CHANGED_CELL_ACCURACY.name: jnp.sum(correct & changed) / jnp.maximum(jnp.sum(changed), 1),
         MODEL_OBS_EXACT.name: jnp.mean(jnp.all(correct, axis=(1, 2, 3))),
         MODEL_REWARD_ABS_ERROR.name: jnp.mean(jnp.abs(pred.reward[0] - batch.reward)),
-        # Rates per minibatch; precision and recall are formed from their means by termination_scores.
-        TERM_TRUE_POSITIVE: jnp.mean(predicted_term & batch.terminated),
-        TERM_PREDICTED: jnp.mean(predicted_term),
-        TERM_ACTUAL: jnp.mean(batch.terminated),
     }
 
 
-def termination_scores(metrics: dict[str, Array]) -> dict[str, Array]:
-    """Replace the mean per-minibatch termination rates by termination precision and recall."""
+def event_scores(metrics: dict[str, Array]) -> dict[str, Array]:
+    """Replace the mean per-minibatch event rates by each event's precision and recall (NaN where undefined)."""
     metrics = dict(metrics)
-    true_positive = metrics.pop(TERM_TRUE_POSITIVE)
-    predicted = metrics.pop(TERM_PREDICTED)
-    actual = metrics.pop(TERM_ACTUAL)
     nan = jnp.asarray(jnp.nan, jnp.float32)
-    metrics[MODEL_TERM_PRECISION.name] = jnp.where(predicted > 0, true_positive / predicted, nan)
-    metrics[MODEL_TERM_RECALL.name] = jnp.where(actual > 0, true_positive / actual, nan)
+    for name, (precision, recall) in EVENTS.items():
+        true_positive = metrics.pop(f"{name}_true_positive")
+        predicted = metrics.pop(f"{name}_predicted")
+        actual = metrics.pop(f"{name}_actual")
+        metrics[precision.name] = jnp.where(predicted > 0, true_positive / predicted, nan)
+        metrics[recall.name] = jnp.where(actual > 0, true_positive / actual, nan)
     return metrics
 
 

@@ -102,10 +102,15 @@ MODEL_OBS_EXACT = Metric("model_obs_exact", MODEL, "share of next frames predict
 MODEL_REWARD_ABS_ERROR = Metric("model_reward_abs_error", MODEL, "mean absolute reward error")
 MODEL_TERM_PRECISION = Metric("model_term_precision", MODEL, "termination precision (NaN when none predicted)")
 MODEL_TERM_RECALL = Metric("model_term_recall", MODEL, "termination recall (NaN when none happened)")
+MODEL_REWARD_PRECISION = Metric("model_reward_precision", MODEL, "share of predicted rewards (> 0.5) that happened (NaN when none predicted)")
+MODEL_REWARD_RECALL = Metric("model_reward_recall", MODEL, "share of real rewards the model predicted (NaN when none happened)")
+MODEL_OBS_EXACT_3 = Metric("model_obs_exact_3", MODEL, "share of 3-step windows inside an episode whose third next frame the model, fed its own predictions and the real actions, predicts exactly")
+MODEL_OBS_EXACT_5 = Metric("model_obs_exact_5", MODEL, "the same over 5 steps")
 
 LEARNED_MODEL_METRICS = (
     MODEL_LOSS, MODEL_OBS_LOSS, MODEL_REWARD_LOSS, MODEL_TERMINATED_LOSS, MODEL_CELL_ACCURACY,
     MODEL_CHANGED_CELL_ACCURACY, MODEL_OBS_EXACT, MODEL_REWARD_ABS_ERROR, MODEL_TERM_PRECISION, MODEL_TERM_RECALL,
+    MODEL_REWARD_PRECISION, MODEL_REWARD_RECALL, MODEL_OBS_EXACT_3, MODEL_OBS_EXACT_5,
 )  # fmt: skip
 
 # ---- Dyna planning ------------------------------------------------------------------------------------

@@ -16,11 +16,21 @@ import jax.numpy as jnp
 from jaxtyping import Array, Int, PRNGKeyArray
 
 from pdqn.config import Config
-from pdqn.dynamics import CERTAIN_LOGIT, Ensemble, ModelBatch, Prediction, model_loss, model_optimiser, termination_scores
+from pdqn.conv_dynamics import ConvDynamicsModel
+from pdqn.dynamics import (
+    CERTAIN_LOGIT,
+    DynamicsModel,
+    Ensemble,
+    ModelBatch,
+    Prediction,
+    event_scores,
+    model_loss,
+    model_optimiser,
+)
 from pdqn.envs import VecEnv
 from pdqn.learner import flatten_time, subsample
-from pdqn.metrics import LEARNED_MODEL_METRICS, MODEL_LOSS, Metric
-from pdqn.planning import StepModel, disagreeing_cells
+from pdqn.metrics import LEARNED_MODEL_METRICS, MODEL_LOSS, MODEL_OBS_EXACT_3, MODEL_OBS_EXACT_5, Metric
+from pdqn.planning import StepModel, binarise, disagreeing_cells
 from pdqn.q_update import sgd_epochs
 from pdqn.rollout import Rollout
 
@@ -65,14 +75,21 @@ class LearnedState(eqx.Module):
     opt_state: Any
 
 
+OPEN_LOOP_WINDOWS = 512
+"""Windows of real steps per update on which the multi-step exact rates are measured."""
+
+
 class LearnedModel(WorldModel):
-    """An ensemble of MLP dynamics models (:mod:`pdqn.dynamics`) trained on every update's real batch; each
-    imagined step of each rollout uses a randomly drawn member."""
+    """An ensemble of dynamics models (the MLP of :mod:`pdqn.dynamics` or the convolutional model of
+    :mod:`pdqn.conv_dynamics`) trained on every update's real batch; each imagined step of each rollout uses a
+    randomly drawn member."""
 
     obs_shape: tuple[int, int, int] = eqx.field(static=True)
     num_actions: int = eqx.field(static=True)
     frames: int = eqx.field(static=True)
+    architecture: str = eqx.field(static=True)
     hidden: int = eqx.field(static=True)
+    features: int = eqx.field(static=True)
     size: int = eqx.field(static=True)
     lr: float = eqx.field(static=True)
     batch_size: int = eqx.field(static=True)
@@ -86,7 +103,9 @@ class LearnedModel(WorldModel):
             obs_shape=env.obs_shape,
             num_actions=env.num_actions,
             frames=config.frame_stack,
+            architecture=dyna.architecture,
             hidden=dyna.model_hidden,
+            features=dyna.model_features,
             size=dyna.ensemble_size,
             lr=dyna.model_lr,
             batch_size=config.model_batch_size,
@@ -94,13 +113,23 @@ class LearnedModel(WorldModel):
             minibatches=dyna.model_minibatches,
         )
 
+    def member(self, key: PRNGKeyArray) -> eqx.Module:
+        if self.architecture == "conv":
+            return ConvDynamicsModel(self.obs_shape, self.num_actions, self.features, key=key, frames=self.frames)
+        return DynamicsModel(self.obs_shape, self.num_actions, self.hidden, key=key, frames=self.frames)
+
     def init(self, key: PRNGKeyArray) -> LearnedState:
-        ensemble = Ensemble(self.obs_shape, self.num_actions, self.hidden, self.size, key=key, frames=self.frames)
+        ensemble = Ensemble(self.member, self.size, key=key)
         return LearnedState(ensemble=ensemble, opt_state=model_optimiser().init(eqx.filter(ensemble, eqx.is_array)))
 
     def update(self, state: LearnedState, rollout: Rollout, key: PRNGKeyArray) -> tuple[LearnedState, Metrics]:
-        """Epochs x minibatches of the model loss on (a random share of) the rollout."""
-        k_subset, k_epochs = jax.random.split(key)
+        """Epochs x minibatches of the model loss on (a random share of) the rollout; the multi-step exact rates
+        are measured on the rollout first, like every model metric on data the model has not trained on."""
+        k_subset, k_epochs, k_open = jax.random.split(key, 3)
+        open_loop = {
+            metric.name: open_loop_exact(state.ensemble, rollout, k_open, steps=steps)
+            for metric, steps in ((MODEL_OBS_EXACT_3, 3), (MODEL_OBS_EXACT_5, 5))
+        }
         batch = ModelBatch(
             obs=flatten_time(rollout.obs),
             action=flatten_time(rollout.action),
@@ -121,7 +150,8 @@ class LearnedModel(WorldModel):
             num_epochs=self.epochs,
             num_minibatches=self.minibatches,
         )
-        return LearnedState(ensemble=ensemble, opt_state=opt_state), {MODEL_LOSS.name: loss, **termination_scores(metrics)}
+        new_state = LearnedState(ensemble=ensemble, opt_state=opt_state)
+        return new_state, {MODEL_LOSS.name: loss, **event_scores(metrics), **open_loop}
 
     def stepper(self, state: LearnedState) -> StepModel:
         return ensemble_stepper(state.ensemble)
@@ -133,6 +163,25 @@ class LearnedModel(WorldModel):
     @property
     def reports_disagreement(self) -> bool:
         return self.size > 1
+
+
+def open_loop_exact(ensemble: Any, rollout: Rollout, key: PRNGKeyArray, *, steps: int) -> Array:
+    """Share of windows of ``steps`` real steps inside one episode whose last next frame the first member,
+    fed its own (thresholded) predictions and the real actions, predicts exactly (newest frame, every cell)."""
+    num_steps, num_envs = rollout.reward.shape
+    k_time, k_env = jax.random.split(key)
+    t = jax.random.randint(k_time, (OPEN_LOOP_WINDOWS,), 0, num_steps - steps + 1)
+    env = jax.random.randint(k_env, (OPEN_LOOP_WINDOWS,), 0, num_envs)
+    ended = rollout.terminated | rollout.truncated
+    first = jax.tree.map(lambda m: m[0], ensemble.members)
+    obs, inside = rollout.obs[t, env], jnp.ones(OPEN_LOOP_WINDOWS, bool)
+    for i in range(steps):
+        obs = binarise(key, first(obs, rollout.action[t + i, env]).next_obs_logits, "threshold")
+        if i < steps - 1:
+            inside = inside & ~ended[t + i, env]  # the next frame after an episode's end is a new episode's
+    newest = slice(obs.shape[-1] - ensemble.frame_channels, None)
+    exact = jnp.all((obs[..., newest] > 0.5) == (rollout.next_obs[t + steps - 1, env][..., newest] > 0.5), axis=(1, 2, 3))
+    return jnp.sum(exact & inside) / jnp.maximum(jnp.sum(inside), 1)
 
 
 def ensemble_stepper(ensemble: Any) -> StepModel:

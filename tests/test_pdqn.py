@@ -199,7 +199,7 @@ def test_pdqn_chunk_compiles_once_for_any_chunk_length():
 
 
 def test_ensemble_members_differ_and_shapes_are_checked():
-    ensemble = Ensemble((10, 10, 4), 3, hidden=16, size=3, key=jax.random.PRNGKey(0))
+    ensemble = Ensemble(lambda k: DynamicsModel((10, 10, 4), 3, 16, key=k), 3, key=jax.random.PRNGKey(0))
     pred = ensemble(jnp.zeros((5, 10, 10, 4)), jnp.zeros(5, jnp.int32))
     assert pred.next_obs_logits.shape == (3, 5, 10, 10, 4) and pred.reward.shape == (3, 5)
     assert not jnp.allclose(pred.reward[0], pred.reward[1])

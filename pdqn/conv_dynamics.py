@@ -1,0 +1,118 @@
+"""A structured dynamics model for MinAtar: a per-cell network over each cell's 5x5 neighbourhood, with the
+action on every cell and a global path.
+
+MinAtar's dynamics are local (objects move a cell or two per step and collide with their neighbours; a ball's
+trail two cells behind it gives its direction) with a few global events (spawns at the edges, a formation that
+turns at a wall, the player put back at the start). So every cell's next value is predicted from its own 5x5
+neighbourhood, its position and the action, by the same weights everywhere (a convolution whose first layer
+is 5x5 and whose later layers are 1x1), and a pooled summary of all cells, FiLM-ed back onto every cell,
+carries the global events:
+
+    x    = [5x5 neighbourhood of every cell (zeros past the walls), row, column, one-hot action]
+    h    = ReLU(LN(W1 x))                                    per cell
+    g    = ReLU(W_g [mean_cells(h), max_cells(h), action])   the global path
+    h    = ReLU(LN(W2 h) * (1 + scale(g)) + shift(g))        FiLM
+    next = W_o h + skip * (2 * frame - 1)                    the residual "copy the current frame" path
+    reward, terminated = heads([mean_cells(h), max_cells(h), g])
+
+The neighbourhood is read from the input, which needs no gradient, so every trained layer is a plain matrix
+product over cells (fast on a CPU, unlike the gradient of a stack of 3x3 convolutions). With ``frames > 1``
+it reads the stacked frames and predicts the newest frame of the next stack; the older ones are copied with
+certainty, as the MLP model does.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from pdqn.dynamics import CERTAIN_LOGIT, Prediction
+from pdqn.layers import Dense, LayerNorm
+
+RADIUS = 2
+"""Cells each side of a cell that its prediction reads: 5x5 neighbourhoods."""
+
+
+def neighbourhoods(x: Float[Array, "batch height width channels"], radius: int = RADIUS) -> Float[Array, "batch height width patch"]:
+    """Every cell's ``(2r+1) x (2r+1)`` neighbourhood (zeros past the walls), flattened over (row, column, channel)."""
+    height, width = x.shape[1], x.shape[2]
+    padded = jnp.pad(x, ((0, 0), (radius, radius), (radius, radius), (0, 0)))
+    size = 2 * radius + 1
+    windows = [padded[:, i : i + height, j : j + width, :] for i in range(size) for j in range(size)]
+    return jnp.concatenate(windows, axis=-1)
+
+
+def pooled(h: Float[Array, "batch height width features"]) -> Float[Array, "batch twice_features"]:
+    """Mean and max over the cells: what the global path and the scalar heads see."""
+    return jnp.concatenate([jnp.mean(h, axis=(1, 2)), jnp.max(h, axis=(1, 2))], axis=-1)
+
+
+class ConvDynamicsModel(eqx.Module):
+    """See the module docstring."""
+
+    local: Dense
+    local_norm: LayerNorm
+    global_in: Dense
+    film: Dense
+    mixed: Dense
+    mixed_norm: LayerNorm
+    obs_head: Dense
+    reward_head: Dense
+    terminated_head: Dense
+    skip_scale: Float[Array, " channels"]
+    obs_shape: tuple[int, int, int] = eqx.field(static=True)
+    num_actions: int = eqx.field(static=True)
+    frames: int = eqx.field(static=True)
+
+    def __init__(
+        self, obs_shape: tuple[int, int, int], num_actions: int, features: int, *, key: PRNGKeyArray, frames: int = 1
+    ):
+        if obs_shape[2] % frames:
+            raise ValueError(f"{obs_shape[2]} observation channels do not split into {frames} frames")
+        keys = jax.random.split(key, 7)
+        self.obs_shape, self.num_actions, self.frames = obs_shape, num_actions, frames
+        inputs = (2 * RADIUS + 1) ** 2 * obs_shape[2] + 2 + num_actions
+        self.local = Dense(inputs, features, key=keys[0])
+        self.local_norm = LayerNorm(features)
+        self.global_in = Dense(2 * features + num_actions, features, key=keys[1])
+        film = Dense(features, 2 * features, key=keys[2])
+        self.film = eqx.tree_at(lambda d: d.weight, film, film.weight * 0.1)  # start near the identity
+        self.mixed = Dense(features, features, key=keys[3])
+        self.mixed_norm = LayerNorm(features)
+        self.obs_head = Dense(features, obs_shape[2] // frames, key=keys[4])
+        self.reward_head = Dense(3 * features, 1, key=keys[5])
+        self.terminated_head = Dense(3 * features, 1, key=keys[6])
+        self.skip_scale = jnp.full((obs_shape[2] // frames,), 2.0, jnp.float32)
+
+    @property
+    def frame_channels(self) -> int:
+        return self.obs_shape[2] // self.frames
+
+    def inputs(
+        self, obs: Float[Array, "batch height width channels"], one_hot: Float[Array, "batch actions"]
+    ) -> Float[Array, "batch height width inputs"]:
+        batch, height, width, _ = obs.shape
+        rows = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, height)[None, :, None, None], (batch, height, width, 1))
+        cols = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, width)[None, None, :, None], (batch, height, width, 1))
+        actions = jnp.broadcast_to(one_hot[:, None, None, :], (batch, height, width, one_hot.shape[-1]))
+        return jnp.concatenate([neighbourhoods(obs), rows, cols, actions], axis=-1)
+
+    def __call__(
+        self, obs: Float[Array, "batch height width channels"], action: Int[Array, " batch"]
+    ) -> Prediction:
+        one_hot = jax.nn.one_hot(action, self.num_actions)
+        h = jax.nn.relu(self.local_norm(self.local(jax.lax.stop_gradient(self.inputs(obs, one_hot)))))
+        g = jax.nn.relu(self.global_in(jnp.concatenate([pooled(h), one_hot], axis=-1)))
+        scale, shift = jnp.split(self.film(g), 2, axis=-1)
+        h = jax.nn.relu(self.mixed_norm(self.mixed(h)) * (1.0 + scale[:, None, None, :]) + shift[:, None, None, :])
+        newest = obs[..., obs.shape[-1] - self.frame_channels :]
+        logits = self.obs_head(h) + (2.0 * newest - 1.0) * self.skip_scale
+        if self.frames > 1:
+            older = obs[..., self.frame_channels :]
+            logits = jnp.concatenate([CERTAIN_LOGIT * (2.0 * older - 1.0), logits], axis=-1)
+        summary = jnp.concatenate([pooled(h), g], axis=-1)
+        return Prediction(
+            next_obs_logits=logits,
+            reward=self.reward_head(summary)[:, 0],
+            terminated_logit=self.terminated_head(summary)[:, 0],
+        )
