@@ -28,7 +28,9 @@ from pdqn.config import Config
 from pdqn.devices import is_primary, seed_placement, to_host
 from pdqn.hooks import RunHooks, RunInfo, SafeHooks
 from pdqn.metrics import BEHAVIOUR_RETURN, ENV_STEP, SEED, TARGET_RETURN, UPDATE, Metric
-from pdqn.rundir import METRICS_FILE, SUMMARY_FILE, config_dict, write_atomic, write_config
+from pdqn.envs import make_env
+from pdqn.render import write_policy_gif
+from pdqn.rundir import EPISODE_GIF, METRICS_FILE, SUMMARY_FILE, config_dict, first_line, write_atomic, write_config
 from pdqn.state import TrainState
 from pdqn.train import Trainer, compiled
 
@@ -86,11 +88,16 @@ class StopSignals:
 
     def compile(self, fn: Any, *args: Any) -> tuple[Any, float] | None:
         """:func:`compiled` in a background thread; None if a stop signal arrives first."""
+        return self.call(compiled, fn, *args)
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in a background thread (abandoned on a stop), so that the main thread
+        answers a stop signal while it runs; None if a stop signal arrives first."""
         box: dict[str, Any] = {}
 
         def work() -> None:
             try:
-                box["result"] = compiled(fn, *args)
+                box["result"] = fn(*args, **kwargs)
             except BaseException as err:  # re-raised in the main thread
                 box["error"] = err
 
@@ -301,8 +308,15 @@ def summarise(config: Config, rows: pl.DataFrame, final_eval: np.ndarray, second
         "final_target_return": final_eval.mean(axis=1).tolist(),
         "final_target_episodes": int(final_eval.shape[1]),
         "jax_backend": jax.default_backend(),
+        "env_card": env_card(config),
         "config": config_dict(config),
     }
+
+
+def env_card(config: Config) -> str:
+    """The environments a run trains and evaluates on, in one line (printed at the start, kept in the summary)."""
+    env = make_env(config.env, config.pqn.num_envs, config.frame_stack, sticky_actions=config.sticky_actions)
+    return f"{env.card}; {config.pqn.num_envs} training envs per seed, {config.eval_envs} greedy evaluation envs"
 
 
 # ---- the loop ---------------------------------------------------------------------------
@@ -350,6 +364,7 @@ class HostLoop:
             if is_primary():
                 write_config(self.run_dir, self.config)
         self.states, self.eval_key = self.placement.put(states), eval_key
+        print(f"{self.tag} env: {env_card(self.config)}", file=self.log, flush=True)
         compile_seconds = self.compile()
         self.hooks.call("start", RunInfo(self.config, self.run_dir, self.metrics + (TARGET_RETURN,)))
         self.started = time.perf_counter()
@@ -466,6 +481,27 @@ class HostLoop:
             checkpoint.save_checkpoint(self.run_dir, self.config, self.states, self.eval_key, meta)
         self.progress.checkpointed = self.progress.done
 
+    def write_episode_gif(self) -> None:
+        """``RUN_DIR/episode.gif``: one greedy episode of the first seed's final policy (see
+        :func:`pdqn.render.write_policy_gif`). It is a picture, not a result: a failure is one warning line."""
+        if not self.config.episode_gif:
+            return
+        arrays, static = eqx.partition(self.states.learner.q_net, eqx.is_array)
+        q_net = eqx.combine(jax.tree.map(lambda x: to_host(x)[0], arrays), static)  # every process gathers
+        if not is_primary():
+            return
+        path, config = self.run_dir / EPISODE_GIF, self.config
+        try:
+            played = self.stop.call(
+                write_policy_gif, path, env_name=config.env, frame_stack=config.frame_stack, q_net=q_net,
+                key=config.seed, sticky_actions=config.sticky_actions,
+            )  # fmt: skip
+        except Exception as err:
+            print(f"{self.tag} warning: {path} not written ({type(err).__name__}: {first_line(err)})", file=self.log)
+            return
+        if played is None:
+            self.interrupted()
+
     def interrupted(self) -> NoReturn:
         """Checkpoint the newest completed state (the work in flight is abandoned) and stop."""
         if self.progress.checkpointed != self.progress.done:
@@ -480,6 +516,8 @@ class HostLoop:
         summary = summarise(self.config, progress.all_rows(), final_eval, seconds)
         if is_primary():
             checkpoint.save_policy(self.run_dir, self.config, self.states)
+        self.write_episode_gif()
+        if is_primary():
             write_atomic(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
         self.hooks.call("finish", summary)
         return summary
