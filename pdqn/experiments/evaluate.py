@@ -23,8 +23,9 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import tyro
@@ -36,7 +37,7 @@ from pdqn.config import Config, ConfigError
 class EvalArgs:
     """Evaluate a saved greedy policy on gymnax (and optionally the original MinAtar)."""
 
-    run_dir: tyro.conf.Positional[Path]
+    run_dir: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="RUN_DIR")]]
     """Run directory holding policy.eqx and policy.json."""
     episodes: int | None = None
     """Greedy episodes per implementation (default: 100 to score, 1 with --gif)."""
@@ -208,8 +209,14 @@ def record_gif(gif: Path, options: EvalArgs, config: Config, q_net: Any) -> dict
     }
 
 
+def parse_args(args: Sequence[str]) -> EvalArgs:
+    """The command line's options, without loading or playing anything; bad input exits 2 with one
+    ``error:`` line, --help exits 0."""
+    return parse(EvalArgs, args, description=__doc__, prog="python -m pdqn.experiments.evaluate")
+
+
 def main(args: list[str] | None = None) -> int:
-    options = parse(EvalArgs, args, description=__doc__)
+    options = parse_args(sys.argv[1:] if args is None else args)
     from pdqn.checkpoint import CheckpointError, load_policy, select_seed
     from pdqn.render import RenderError, check_gif_path
 

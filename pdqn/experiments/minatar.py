@@ -8,8 +8,13 @@ became NaN/inf (the last good checkpoint is kept); 130/143 stopped by SIGINT/SIG
 saving a checkpoint.
 """
 
+import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
+
+import tyro
 
 from pdqn.checkpoint import CheckpointError, verify_latest
 from pdqn.cli import fail, parse
@@ -20,6 +25,17 @@ from pdqn.runner import Interrupted, NonFiniteError, run
 from pdqn.tracking import TrackingError, make_hooks
 
 NON_FINITE_EXIT = 3
+PROG = "python -m pdqn.experiments.minatar"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainArgs:
+    """The command line: a run's config, or --resume (read before tyro; declared here for --help)."""
+
+    config: Annotated[Config, tyro.conf.arg(name="")]
+    resume: Annotated[Path | None, tyro.conf.arg(metavar="RUN_DIR")] = None
+    """Continue the run in RUN_DIR from its newest checkpoint with the config saved there (no other flag
+    is accepted with it)."""
 
 
 def resume_dir(args: list[str]) -> Path | None:
@@ -52,14 +68,23 @@ def load_resume(run_dir: Path) -> Config:
     return config
 
 
-def main(args: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if args is None else list(args)
-    resume = resume_dir(argv)
+def parse_args(args: Sequence[str]) -> Config | Path:
+    """The command line's config, or the run directory of ``--resume RUN_DIR``, without running anything
+    (the directory is not looked at); bad input exits 2 with one ``error:`` line, --help exits 0."""
+    resume = resume_dir(list(args))
     if resume is not None:
-        run_dir = resume
+        return resume
+    return parse(TrainArgs, args, description=__doc__, prog=PROG).config
+
+
+def main(args: list[str] | None = None) -> int:
+    parsed = parse_args(sys.argv[1:] if args is None else args)
+    resume = isinstance(parsed, Path)
+    if isinstance(parsed, Path):
+        run_dir = parsed
         config = load_resume(run_dir)
     else:
-        config = parse(Config, argv, description=__doc__)
+        config = parsed
         try:
             run_dir = prepare(Path(config.run_dir) if config.run_dir else default_run_dir(config))
         except RunDirError as err:
@@ -68,14 +93,14 @@ def main(args: list[str] | None = None) -> int:
     tag = f"[{config.alg} {config.env}]"
     print(f"{tag} {'resuming' if resume else 'writing to'} {run_dir}", file=sys.stderr, flush=True)
     try:
-        summary = run(config, run_dir, hooks=make_hooks(config), resume=resume is not None)
+        summary = run(config, run_dir, hooks=make_hooks(config), resume=resume)
     except (CheckpointError, RunDirError, TrackingError) as err:
         fail(str(err))
     except NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         return NON_FINITE_EXIT
     except Interrupted as err:
-        print(f"{tag} {err}; continue with: python -m pdqn.experiments.minatar --resume {run_dir}", file=sys.stderr)
+        print(f"{tag} {err}; continue with: {PROG} --resume {run_dir}", file=sys.stderr)
         return 128 + err.signum
     print(
         f"{tag} done: greedy {summary['final_target_return']}, "
