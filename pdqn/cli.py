@@ -50,7 +50,7 @@ def parse(
 
 def summarise_tyro_error(text: str) -> str:
     """Squeeze tyro's boxed multi-line parse error into one line."""
-    lines = [re.sub(r"[│╭╮╰╯─┃━]+", " ", line).strip() for line in text.splitlines()]
+    lines = [re.sub(r"[│╭╮╰╯─┃━]+|-{3,}", " ", line).strip() for line in text.splitlines()]  # boxes, plain rules
     lines = [line for line in lines if line and not line.lower().startswith(("usage", "for full helptext"))]
     message = " ".join(lines)
     message = re.sub(r"\s+", " ", message).strip()

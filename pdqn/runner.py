@@ -46,12 +46,17 @@ class NonFiniteError(RuntimeError):
 
 
 class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; the newest completed state was checkpointed before stopping."""
+    """SIGINT/SIGTERM arrived; the newest completed state was checkpointed before stopping (``saved``), or
+    the run stopped before it had a state (its config is saved: resuming it starts it from the beginning)."""
 
-    def __init__(self, signum: int, update: int):
-        self.signum = signum
-        self.update = update
-        super().__init__(f"stopped by {signal.Signals(signum).name} after update {update}; checkpoint saved")
+    def __init__(self, signum: int, update: int, saved: bool = True):
+        self.signum, self.update, self.saved = signum, update, saved
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name} after update {update}; checkpoint saved"
+            if saved
+            else f"stopped by {name} before training started"
+        )
 
 
 class StopSignals:
@@ -328,16 +333,21 @@ def run(
     log: Any = sys.stderr,
     hooks: Sequence[RunHooks] = (),
     resume: bool = False,
+    stop: StopSignals | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` to completion, writing ``metrics.parquet`` and ``summary.json`` to ``run_dir``.
 
     With ``resume`` the run continues from the newest checkpoint in ``run_dir`` (metric rows
-    beyond it are dropped) and ends exactly as an uninterrupted run would.
+    beyond it are dropped; with none yet, from the start) and ends exactly as an uninterrupted run would.
+    ``stop``: stop signals a caller already listens to (a stop that arrived before the run is answered at
+    its start); by default the run listens from its own start.
     """
     observers = SafeHooks(hooks, log)
     try:
-        with StopSignals() as stop:
+        if stop is not None:
             return HostLoop(config, run_dir, log, observers, stop).run(resume)
+        with StopSignals() as own:
+            return HostLoop(config, run_dir, log, observers, own).run(resume)
     finally:
         observers.call("close")
 
@@ -354,15 +364,22 @@ class HostLoop:
         self.started = time.perf_counter()
         self.chunk_updates = config.log_every or 1
         self.last_line = -math.inf
+        self.progress = Progress()
+        self.states: Any = None
 
     def run(self, resume: bool) -> dict[str, Any]:
-        states, eval_key = self.trainer.init_seeds(), initial_eval_key(self.config)
+        if resume and not checkpoint.list_checkpoints(self.run_dir):
+            print(f"{self.tag} no checkpoint yet: starting from update 0", file=self.log, flush=True)
+            resume = False
         if resume:
-            states, eval_key, self.progress = restore(self.config, self.run_dir, {"states": states, "eval_key": eval_key}, self.log)
+            like = {"states": eqx.filter_eval_shape(self.trainer.init_seeds), "eval_key": initial_eval_key(self.config)}
+            states, eval_key, self.progress = restore(self.config, self.run_dir, like, self.log)
         else:
-            self.progress = Progress()
             if is_primary():
                 write_config(self.run_dir, self.config)
+            states, eval_key = self.stop.call(self.trainer.init_seeds), initial_eval_key(self.config)
+            if states is None:  # seconds of eager work for a large config: stoppable like a compile
+                self.interrupted()
         self.states, self.eval_key = self.placement.put(states), eval_key
         print(f"{self.tag} env: {env_card(self.config)}", file=self.log, flush=True)
         compile_seconds = self.compile()
@@ -504,9 +521,12 @@ class HostLoop:
 
     def interrupted(self) -> NoReturn:
         """Checkpoint the newest completed state (the work in flight is abandoned) and stop."""
+        signum = self.stop.received or signal.SIGINT
+        if self.states is None:
+            raise Interrupted(signum, 0, saved=False)
         if self.progress.checkpointed != self.progress.done:
             self.save()
-        raise Interrupted(self.stop.received or signal.SIGINT, self.progress.done)
+        raise Interrupted(signum, self.progress.done)
 
     def finish(self, compile_seconds: float) -> dict[str, Any]:
         progress = self.progress

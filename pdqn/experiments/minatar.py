@@ -1,14 +1,16 @@
 """Train PQN or PDQN on a MinAtar game: ``python -m pdqn.experiments.minatar --alg pqn --env breakout``.
 
 ``python -m pdqn.experiments.minatar --resume RUN_DIR`` continues a run from its newest
-checkpoint with the config saved in RUN_DIR (no other flags are accepted with it).
+checkpoint (from the start if it has none yet) with the config saved in RUN_DIR (no other
+flags are accepted with it).
 
 Exit codes: 0 done; 2 bad input (flags, run directory, checkpoint); 3 a loss or parameter
 became NaN/inf (the last good checkpoint is kept); 130/143 stopped by SIGINT/SIGTERM after
-saving a checkpoint.
+saving a checkpoint (once "writing to RUN_DIR" is printed, a stop at any moment can be resumed).
 """
 
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,15 +18,17 @@ from typing import Annotated
 
 import tyro
 
-from pdqn.checkpoint import CheckpointError, verify_latest
+from pdqn.checkpoint import CheckpointError, list_checkpoints, verify_latest
 from pdqn.cli import fail, parse
 from pdqn.config import Config
 from pdqn.devices import maybe_initialize_distributed
 from pdqn.rundir import SUMMARY_FILE, RunDirError, check_writable, default_run_dir, prepare, read_config
-from pdqn.runner import Interrupted, NonFiniteError, run
+from pdqn.runner import Interrupted, NonFiniteError, StopSignals, run
 from pdqn.tracking import TrackingError, make_hooks
 
 NON_FINITE_EXIT = 3
+STOPPED_EXITS = (128 + 2, 128 + 15)
+"""SIGINT, SIGTERM."""
 PROG = "python -m pdqn.experiments.minatar"
 
 
@@ -61,7 +65,8 @@ def load_resume(run_dir: Path) -> Config:
         fail(f"cannot resume {run_dir}: the run has already finished")
     try:
         config = read_config(run_dir, CheckpointError)
-        verify_latest(run_dir, config)
+        if list_checkpoints(run_dir):  # none yet: the run starts again from the beginning
+            verify_latest(run_dir, config)
         check_writable(run_dir)
     except (CheckpointError, RunDirError) as err:
         fail(str(err))
@@ -78,7 +83,14 @@ def parse_args(args: Sequence[str]) -> Config | Path:
 
 
 def main(args: list[str] | None = None) -> int:
-    parsed = parse_args(sys.argv[1:] if args is None else args)
+    """Parse, train, and turn the outcome into an exit status. Stop signals are listened to from the start:
+    one that arrives before training is answered as soon as the run starts (its config saved)."""
+    with StopSignals() as stop:
+        return train(sys.argv[1:] if args is None else args, stop)
+
+
+def train(args: Sequence[str], stop: StopSignals) -> int:
+    parsed = parse_args(args)
     resume = isinstance(parsed, Path)
     if isinstance(parsed, Path):
         run_dir = parsed
@@ -93,7 +105,7 @@ def main(args: list[str] | None = None) -> int:
     tag = f"[{config.alg} {config.env}]"
     print(f"{tag} {'resuming' if resume else 'writing to'} {run_dir}", file=sys.stderr, flush=True)
     try:
-        summary = run(config, run_dir, hooks=make_hooks(config), resume=resume)
+        summary = run(config, run_dir, hooks=make_hooks(config), resume=resume, stop=stop)
     except (CheckpointError, RunDirError, TrackingError) as err:
         fail(str(err))
     except NonFiniteError as err:
@@ -111,4 +123,12 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status in STOPPED_EXITS:
+        # A stop abandons work still running: a compile in a thread (XLA aborts the process, "FATAL: exception
+        # not rethrown", if Python is finalised around it) or a chunk on the device (finalising waits for it,
+        # seconds). Every output is already written and closed: end now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
