@@ -271,7 +271,9 @@ def write_policy_gif(
     """Play ``episodes`` greedy episodes of one seed's ``q_net`` and write them back to back as an
     animated GIF at ``path`` (atomically); the recorded episodes (their returns and lengths).
 
-    ``key`` may be a PRNG key or an integer seed. See the module docstring for which frames appear.
+    ``key`` may be a PRNG key or an integer seed. ``sticky_actions`` is the probability that a step repeats
+    the previously executed action (see :class:`pdqn.envs.VecEnv`); a frame shows what was executed. See the
+    module docstring for which frames appear.
     """
     check_gif_path(path)
     if isinstance(key, int):
