@@ -295,6 +295,10 @@ class Config:
     frame_stack: int = 1
     """Observe the last k frames stacked along the channels (zeros before the episode's start), for the
     Q-network and the dynamics model alike: MinAtar's objects move on timers that one frame does not show."""
+    sticky_actions: float = 0.0
+    """Probability that an environment step repeats the action executed at the previous step instead of
+    the agent's (training and greedy evaluation alike; never at an episode's first step). MinAtar's
+    protocol is 0.1."""
     total_timesteps: int = 10_000_000
     """Environment steps per seed."""
     num_seeds: int = 1
@@ -307,6 +311,8 @@ class Config:
     """Evaluate the greedy policy every this fraction of training (and at the end); 0 = only at the end."""
     eval_envs: int = 128
     """Environments for greedy evaluation, each run to the end of one episode."""
+    episode_gif: bool = True
+    """At the end, write RUN_DIR/episode.gif: one greedy episode of the first seed's final policy."""
     log_every: int | None = None
     """Updates per compiled chunk (None: chunks sized to about two seconds each, so a stop request is answered
     quickly; progress lines come every ten seconds and at each evaluation)."""
@@ -340,6 +346,12 @@ class Config:
             "log_every",
             self.log_every,
             "a positive integer or None",
+        )
+        _require(
+            math.isfinite(self.sticky_actions) and 0.0 <= self.sticky_actions < 1.0,
+            "sticky_actions",
+            self.sticky_actions,
+            "in [0, 1)",
         )
         _require(
             math.isfinite(self.eval_every) and 0.0 <= self.eval_every <= 1.0,

@@ -72,18 +72,38 @@ class StackedState(eqx.Module):
     frames: Float[Array, "envs height width channels"]
 
 
+NO_PREVIOUS_ACTION = -1
+""":attr:`StickyState.previous` at an episode's start: there is no action to repeat yet."""
+
+
+class StickyState(eqx.Module):
+    """An environment's state (the game's, or a :class:`StackedState`) with the action it last executed."""
+
+    inner: Any
+    previous: Int[Array, " envs"]
+    """The action the environment executed at the previous step of this episode (:data:`NO_PREVIOUS_ACTION`
+    at the episode's start)."""
+
+
 class VecEnv(eqx.Module):
     """``num_envs`` copies of one MinAtar game, stepped together with auto-reset.
 
     With ``frames > 1`` an observation is the last ``frames`` frames stacked along the channel axis,
     oldest first (frames from before the episode's start are zeros): MinAtar's objects move on hidden
     timers that one frame does not show.
+
+    With ``sticky_actions = p > 0`` each step executes, with probability ``p``, the action the environment
+    executed at its previous step instead of the one asked for, as numpy MinAtar's ``Environment.act`` does
+    ("previous" is what was executed, so a repeat can repeat a repeat). Unlike MinAtar, whose wrapper keeps
+    its last action across ``reset()``, the first step of an episode is never sticky: an episode does not
+    depend on how the one before it ended. The agent's own action is what the caller records.
     """
 
     env: Any = eqx.field(static=True)
     params: Any = eqx.field(static=True)
     num_envs: int = eqx.field(static=True)
     frames: int = eqx.field(static=True, default=1)
+    sticky_actions: float = eqx.field(static=True, default=0.0)
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
@@ -102,6 +122,17 @@ class VecEnv(eqx.Module):
     def max_episode_steps(self) -> int:
         return int(self.params.max_steps_in_episode)
 
+    @property
+    def card(self) -> str:
+        """What the agent plays, in one line: the game, observations, actions, stickiness, time limit."""
+        height, width, channels = self.obs_shape
+        stacked = f" ({self.frames} frames stacked)" if self.frames > 1 else ""
+        name = getattr(self.env, "name", type(self.env).__name__)
+        return (
+            f"{name} (gymnax), {height}x{width}x{channels} observations{stacked}, {self.num_actions} actions, "
+            f"sticky actions {self.sticky_actions:g}, episodes cut at {self.max_episode_steps} steps"
+        )
+
     def reset(self, key: PRNGKeyArray) -> tuple[Float[Array, "envs height width channels"], Any, EpisodeStats]:
         obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(
             jax.random.split(key, self.num_envs), self.params
@@ -110,15 +141,31 @@ class VecEnv(eqx.Module):
             episode_return=jnp.zeros(self.num_envs), episode_length=jnp.zeros(self.num_envs, jnp.int32)
         )
         obs = obs.astype(jnp.float32)
-        if self.frames == 1:
-            return obs, state, stats
-        stack = first_stack(obs, self.frames)
-        return stack, StackedState(game=state, frames=stack), stats
+        if self.frames > 1:
+            obs = first_stack(obs, self.frames)
+            state = StackedState(game=state, frames=obs)
+        if self.sticky_actions > 0:
+            state = StickyState(inner=state, previous=jnp.full(self.num_envs, NO_PREVIOUS_ACTION, jnp.int32))
+        return obs, state, stats
 
     def transition(
         self, key: PRNGKeyArray, state: Any, action: Int[Array, " batch"]
     ) -> tuple["Outcome", Any]:
         """One step of a batch of environment states (of any size), auto-reset where the episode ended."""
+        if self.sticky_actions == 0:
+            return self._game_step(key, state, action)
+        k_sticky, k_game = jax.random.split(key)
+        repeat = jax.random.uniform(k_sticky, action.shape) < self.sticky_actions
+        repeat = jnp.logical_and(repeat, state.previous != NO_PREVIOUS_ACTION)
+        executed = jnp.where(repeat, state.previous, action).astype(action.dtype)
+        out, inner = self._game_step(k_game, state.inner, executed)
+        previous = jnp.where(jnp.logical_or(out.terminated, out.truncated), NO_PREVIOUS_ACTION, executed)
+        return out, StickyState(inner=inner, previous=previous.astype(jnp.int32))
+
+    def _game_step(
+        self, key: PRNGKeyArray, state: Any, action: Int[Array, " batch"]
+    ) -> tuple["Outcome", Any]:
+        """:meth:`transition` without sticky actions: ``action`` is what the game executes."""
         game = state.game if self.frames > 1 else state
         obs, game, reward, terminated, truncated, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
             jax.random.split(key, action.shape[0]), game, action, self.params
@@ -163,9 +210,11 @@ class VecEnv(eqx.Module):
         return step, state, stats
 
 
-def make_env(name: str, num_envs: int, frames: int = 1) -> VecEnv:
+def make_env(name: str, num_envs: int, frames: int = 1, *, sticky_actions: float = 0.0) -> VecEnv:
     """A vectorised MinAtar game by its short name (``breakout``, ``space_invaders``, ...)."""
     if name not in GAMES:
         raise ValueError(f"unknown env {name!r}: must be one of {'|'.join(GAMES)}")
+    if not 0.0 <= sticky_actions < 1.0:
+        raise ValueError(f"sticky_actions={sticky_actions!r} is invalid: must be in [0, 1)")
     env, params = gymnax.make(gymnax_id(name))
-    return VecEnv(env=env, params=params, num_envs=num_envs, frames=frames)
+    return VecEnv(env=env, params=params, num_envs=num_envs, frames=frames, sticky_actions=sticky_actions)

@@ -223,10 +223,10 @@ def _play(
 
 
 @functools.cache
-def single_env(env_name: str, frame_stack: int) -> VecEnv:
+def single_env(env_name: str, frame_stack: int, sticky_actions: float = 0.0) -> VecEnv:
     """One environment of the game, the same object every call: the compiled :func:`_play` is keyed
     on it, so later recordings of the game skip the compile (seconds)."""
-    return make_env(env_name, 1, frame_stack)
+    return make_env(env_name, 1, frame_stack, sticky_actions=sticky_actions)
 
 
 def record_episodes(
@@ -237,10 +237,11 @@ def record_episodes(
     key: PRNGKeyArray,
     episodes: int = 1,
     max_steps: int | None = None,
+    sticky_actions: float = 0.0,
 ) -> list[Episode]:
     """``episodes`` greedy episodes of ``q_net`` on one gymnax environment, each cut at ``max_steps``
-    steps (None: the game's own time limit)."""
-    env = single_env(env_name, frame_stack)
+    steps (None: the game's own time limit), with sticky actions of probability ``sticky_actions``."""
+    env = single_env(env_name, frame_stack, sticky_actions)
     cap = env.max_episode_steps if max_steps is None else max_steps
     if not (isinstance(episodes, int) and episodes >= 1):
         raise RenderError(f"episodes={episodes!r} is invalid: must be a positive integer")
@@ -265,17 +266,26 @@ def write_policy_gif(
     episodes: int = 1,
     max_steps: int | None = None,
     cell_pixels: int = CELL_PIXELS,
+    sticky_actions: float = 0.0,
 ) -> list[Episode]:
     """Play ``episodes`` greedy episodes of one seed's ``q_net`` and write them back to back as an
     animated GIF at ``path`` (atomically); the recorded episodes (their returns and lengths).
 
-    ``key`` may be a PRNG key or an integer seed. See the module docstring for which frames appear.
+    ``key`` may be a PRNG key or an integer seed. ``sticky_actions`` is the probability that a step repeats
+    the previously executed action (see :class:`pdqn.envs.VecEnv`); a frame shows what was executed. See the
+    module docstring for which frames appear.
     """
     check_gif_path(path)
     if isinstance(key, int):
         key = jax.random.PRNGKey(key)
     played = record_episodes(
-        env_name=env_name, frame_stack=frame_stack, q_net=q_net, key=key, episodes=episodes, max_steps=max_steps
+        env_name=env_name,
+        frame_stack=frame_stack,
+        q_net=q_net,
+        key=key,
+        episodes=episodes,
+        max_steps=max_steps,
+        sticky_actions=sticky_actions,
     )
     write_gif(path, episode_images(played, cell_pixels), frame_durations(played))
     return played

@@ -8,6 +8,7 @@ written by older versions, in one place).
     checkpoints/        ckpt-<update>.eqx + .json (see :mod:`pdqn.checkpoint`)
     summary.json        headline figures, written last: its presence marks a finished run
     policy.eqx/.json    the final networks of all seeds
+    episode.gif         one greedy episode of the first seed's final policy (unless --no-episode-gif)
     aim_runs.json       the Aim runs of this run, so that a resume continues them
 """
 
@@ -28,6 +29,7 @@ CHECKPOINT_DIR = "checkpoints"
 POLICY_FILE = "policy.eqx"
 POLICY_META = "policy.json"
 AIM_RUNS_FILE = "aim_runs.json"
+EPISODE_GIF = "episode.gif"
 
 
 class RunDirError(ValueError):

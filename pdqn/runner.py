@@ -28,7 +28,9 @@ from pdqn.config import Config
 from pdqn.devices import is_primary, seed_placement, to_host
 from pdqn.hooks import RunHooks, RunInfo, SafeHooks
 from pdqn.metrics import BEHAVIOUR_RETURN, ENV_STEP, SEED, TARGET_RETURN, UPDATE, Metric
-from pdqn.rundir import METRICS_FILE, SUMMARY_FILE, config_dict, write_atomic, write_config
+from pdqn.envs import make_env
+from pdqn.render import write_policy_gif
+from pdqn.rundir import EPISODE_GIF, METRICS_FILE, SUMMARY_FILE, config_dict, first_line, write_atomic, write_config
 from pdqn.state import TrainState
 from pdqn.train import Trainer, compiled
 
@@ -44,12 +46,17 @@ class NonFiniteError(RuntimeError):
 
 
 class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; the newest completed state was checkpointed before stopping."""
+    """SIGINT/SIGTERM arrived; the newest completed state was checkpointed before stopping (``saved``), or
+    the run stopped before it had a state (its config is saved: resuming it starts it from the beginning)."""
 
-    def __init__(self, signum: int, update: int):
-        self.signum = signum
-        self.update = update
-        super().__init__(f"stopped by {signal.Signals(signum).name} after update {update}; checkpoint saved")
+    def __init__(self, signum: int, update: int, saved: bool = True):
+        self.signum, self.update, self.saved = signum, update, saved
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name} after update {update}; checkpoint saved"
+            if saved
+            else f"stopped by {name} before training started"
+        )
 
 
 class StopSignals:
@@ -86,11 +93,16 @@ class StopSignals:
 
     def compile(self, fn: Any, *args: Any) -> tuple[Any, float] | None:
         """:func:`compiled` in a background thread; None if a stop signal arrives first."""
+        return self.call(compiled, fn, *args)
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in a background thread (abandoned on a stop), so that the main thread
+        answers a stop signal while it runs; None if a stop signal arrives first."""
         box: dict[str, Any] = {}
 
         def work() -> None:
             try:
-                box["result"] = compiled(fn, *args)
+                box["result"] = fn(*args, **kwargs)
             except BaseException as err:  # re-raised in the main thread
                 box["error"] = err
 
@@ -301,8 +313,15 @@ def summarise(config: Config, rows: pl.DataFrame, final_eval: np.ndarray, second
         "final_target_return": final_eval.mean(axis=1).tolist(),
         "final_target_episodes": int(final_eval.shape[1]),
         "jax_backend": jax.default_backend(),
+        "env_card": env_card(config),
         "config": config_dict(config),
     }
+
+
+def env_card(config: Config) -> str:
+    """The environments a run trains and evaluates on, in one line (printed at the start, kept in the summary)."""
+    env = make_env(config.env, config.pqn.num_envs, config.frame_stack, sticky_actions=config.sticky_actions)
+    return f"{env.card}; {config.pqn.num_envs} training envs per seed, {config.eval_envs} greedy evaluation envs"
 
 
 # ---- the loop ---------------------------------------------------------------------------
@@ -314,16 +333,21 @@ def run(
     log: Any = sys.stderr,
     hooks: Sequence[RunHooks] = (),
     resume: bool = False,
+    stop: StopSignals | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` to completion, writing ``metrics.parquet`` and ``summary.json`` to ``run_dir``.
 
     With ``resume`` the run continues from the newest checkpoint in ``run_dir`` (metric rows
-    beyond it are dropped) and ends exactly as an uninterrupted run would.
+    beyond it are dropped; with none yet, from the start) and ends exactly as an uninterrupted run would.
+    ``stop``: stop signals a caller already listens to (a stop that arrived before the run is answered at
+    its start); by default the run listens from its own start.
     """
     observers = SafeHooks(hooks, log)
     try:
-        with StopSignals() as stop:
+        if stop is not None:
             return HostLoop(config, run_dir, log, observers, stop).run(resume)
+        with StopSignals() as own:
+            return HostLoop(config, run_dir, log, observers, own).run(resume)
     finally:
         observers.call("close")
 
@@ -340,16 +364,24 @@ class HostLoop:
         self.started = time.perf_counter()
         self.chunk_updates = config.log_every or 1
         self.last_line = -math.inf
+        self.progress = Progress()
+        self.states: Any = None
 
     def run(self, resume: bool) -> dict[str, Any]:
-        states, eval_key = self.trainer.init_seeds(), initial_eval_key(self.config)
+        if resume and not checkpoint.list_checkpoints(self.run_dir):
+            print(f"{self.tag} no checkpoint yet: starting from update 0", file=self.log, flush=True)
+            resume = False
         if resume:
-            states, eval_key, self.progress = restore(self.config, self.run_dir, {"states": states, "eval_key": eval_key}, self.log)
+            like = {"states": eqx.filter_eval_shape(self.trainer.init_seeds), "eval_key": initial_eval_key(self.config)}
+            states, eval_key, self.progress = restore(self.config, self.run_dir, like, self.log)
         else:
-            self.progress = Progress()
             if is_primary():
                 write_config(self.run_dir, self.config)
+            states, eval_key = self.stop.call(self.trainer.init_seeds), initial_eval_key(self.config)
+            if states is None:  # seconds of eager work for a large config: stoppable like a compile
+                self.interrupted()
         self.states, self.eval_key = self.placement.put(states), eval_key
+        print(f"{self.tag} env: {env_card(self.config)}", file=self.log, flush=True)
         compile_seconds = self.compile()
         self.hooks.call("start", RunInfo(self.config, self.run_dir, self.metrics + (TARGET_RETURN,)))
         self.started = time.perf_counter()
@@ -466,11 +498,35 @@ class HostLoop:
             checkpoint.save_checkpoint(self.run_dir, self.config, self.states, self.eval_key, meta)
         self.progress.checkpointed = self.progress.done
 
+    def write_episode_gif(self) -> None:
+        """``RUN_DIR/episode.gif``: one greedy episode of the first seed's final policy (see
+        :func:`pdqn.render.write_policy_gif`). It is a picture, not a result: a failure is one warning line."""
+        if not self.config.episode_gif:
+            return
+        arrays, static = eqx.partition(self.states.learner.q_net, eqx.is_array)
+        q_net = eqx.combine(jax.tree.map(lambda x: to_host(x)[0], arrays), static)  # every process gathers
+        if not is_primary():
+            return
+        path, config = self.run_dir / EPISODE_GIF, self.config
+        try:
+            played = self.stop.call(
+                write_policy_gif, path, env_name=config.env, frame_stack=config.frame_stack, q_net=q_net,
+                key=config.seed, sticky_actions=config.sticky_actions,
+            )  # fmt: skip
+        except Exception as err:
+            print(f"{self.tag} warning: {path} not written ({type(err).__name__}: {first_line(err)})", file=self.log)
+            return
+        if played is None:
+            self.interrupted()
+
     def interrupted(self) -> NoReturn:
         """Checkpoint the newest completed state (the work in flight is abandoned) and stop."""
+        signum = self.stop.received or signal.SIGINT
+        if self.states is None:
+            raise Interrupted(signum, 0, saved=False)
         if self.progress.checkpointed != self.progress.done:
             self.save()
-        raise Interrupted(self.stop.received or signal.SIGINT, self.progress.done)
+        raise Interrupted(signum, self.progress.done)
 
     def finish(self, compile_seconds: float) -> dict[str, Any]:
         progress = self.progress
@@ -480,6 +536,8 @@ class HostLoop:
         summary = summarise(self.config, progress.all_rows(), final_eval, seconds)
         if is_primary():
             checkpoint.save_policy(self.run_dir, self.config, self.states)
+        self.write_episode_gif()
+        if is_primary():
             write_atomic(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
         self.hooks.call("finish", summary)
         return summary

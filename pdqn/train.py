@@ -42,14 +42,14 @@ class Trainer(eqx.Module):
         """``env``/``env_params`` replace the MinAtar game with any gymnax-style environment; ``planner``
         replaces the one ``config`` names (for planners defined outside the package)."""
         self.config = config
-        frames = config.frame_stack
+        frames, sticky = config.frame_stack, config.sticky_actions
         if env is None:
-            self.env = make_env(config.env, config.pqn.num_envs, frames)
-            self.eval_env = make_env(config.env, config.eval_envs, frames)
+            self.env = make_env(config.env, config.pqn.num_envs, frames, sticky_actions=sticky)
+            self.eval_env = make_env(config.env, config.eval_envs, frames, sticky_actions=sticky)
         else:
             params = env.default_params if env_params is None else env_params
-            self.env = VecEnv(env=env, params=params, num_envs=config.pqn.num_envs, frames=frames)
-            self.eval_env = VecEnv(env=env, params=params, num_envs=config.eval_envs, frames=frames)
+            vec = lambda n: VecEnv(env=env, params=params, num_envs=n, frames=frames, sticky_actions=sticky)  # noqa: E731
+            self.env, self.eval_env = vec(config.pqn.num_envs), vec(config.eval_envs)
         pqn = config.pqn
         fit = QFit(pqn.max_grad_norm)
         self.real_update = RealUpdate(

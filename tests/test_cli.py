@@ -1,11 +1,16 @@
-"""The command line: one-line errors with exit code 2, and an end-to-end run with its outputs."""
+"""The command line: one-line errors with exit code 2, help texts, and end-to-end runs with their outputs."""
 
+import importlib
+import io
 import json
+import re
 import subprocess
 import sys
+from contextlib import redirect_stdout
 
 import polars as pl
 import pytest
+from PIL import Image
 
 from tests.conftest import REPO, cli_env
 
@@ -31,6 +36,7 @@ def run_cli(*args: str, module: str = "pdqn.experiments.minatar") -> subprocess.
         (["--num-seeds", "0"], "num_seeds"),
         (["--no-such-flag"], "--no-such-flag"),
         (["--alg", "dqn"], "--alg"),
+        (["--sticky-actions", "1.5"], "sticky_actions"),
     ],
 )
 def test_bad_flags_give_one_line_and_exit_2(args, mentions):
@@ -47,13 +53,57 @@ def test_help_shows_field_docstrings():
     assert "Lambda of the Q(lambda) returns" in result.stdout and "--dyna.horizon" in result.stdout
 
 
+ENTRY_POINTS = ["minatar", "evaluate", "benchmark", "sweep"]
+
+
+def rendered_help(name: str, monkeypatch, columns: int = 100) -> str:
+    """What ``python -m pdqn.experiments.<name> --help`` prints, rendered ``columns`` characters wide."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    out = io.StringIO()
+    with redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+        importlib.import_module(f"pdqn.experiments.{name}").parse_args(["--help"])
+    assert exit_.value.code in (0, None)
+    return out.getvalue()
+
+
+def premature_line_breaks(help_text: str) -> list[str]:
+    """Lines of help text that end although the next line's first word would have fitted after them: a
+    line break from the source (a docstring's wrapping) rather than from the terminal's width. Works on
+    tyro's boxed layout (a terminal) and its plain one (a pipe) alike: every line is padded to its column's
+    width, and a box's edges separate unrelated lines."""
+    rows = [None if line.startswith(("╭", "╰")) else line.strip("│") for line in help_text.splitlines()]
+    is_rule = lambda row: not row.strip() or set(row.strip()) <= set("─-")  # noqa: E731
+    breaks = []
+    for above, below in zip(rows, rows[1:]):
+        if above is None or below is None or is_rule(above) or is_rule(below) or below.lstrip().startswith("-"):
+            continue  # a box's edge, an empty line, a rule, or the next option
+        if above.lstrip().startswith("-") and len(re.split(r"\s{2,}", above.strip())) == 1:
+            continue  # an option too long to share its line with its help, which starts below
+        if len(above.rstrip()) + 1 + len(below.split()[0]) <= len(above) - 2:  # - 2: the column's padding
+            breaks.append(f"{above.strip()} / {below.strip()}")
+    return breaks
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_help_names_the_program_as_run_and_reads_as_flowing_text(name, monkeypatch):
+    text = rendered_help(name, monkeypatch)
+    assert text.startswith(f"usage: python -m pdqn.experiments.{name} ")
+    assert premature_line_breaks(text) == []
+
+
+def test_help_documents_resume(monkeypatch):
+    text = rendered_help("minatar", monkeypatch)
+    assert re.search(r"--resume RUN_DIR +Continue the run in RUN_DIR", text), text
+
+
 @pytest.mark.parametrize("alg", ["pqn", "pdqn"])
 def test_training_run_writes_summary_and_metrics(tmp_path, alg):
     run_dir = tmp_path / "run"
     extra = ["--dyna.num-rollouts", "16", "--dyna.plan-minibatches", "2", "--dyna.model-minibatches", "2"]
-    result = run_cli("--alg", alg, "--num-seeds", "2", "--run-dir", str(run_dir), *TINY, *extra)
+    result = run_cli("--alg", alg, "--num-seeds", "2", "--run-dir", str(run_dir), *TINY, *extra, "--no-episode-gif")
     assert result.returncode == 0, result.stderr
     assert "steps/s" in result.stderr and "ETA" in result.stderr
+    assert not (run_dir / "episode.gif").exists()
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("alg", "env", "total_timesteps", "num_seeds", "compile_seconds", "train_seconds",
                 "steps_per_second", "final_behaviour_return", "final_target_return", "config"):
@@ -73,6 +123,22 @@ def test_training_run_writes_summary_and_metrics(tmp_path, alg):
             assert column in metrics.columns
 
 
+def test_a_sticky_run_trains_evaluates_and_ends_with_a_gif_of_its_greedy_episode(tmp_path):
+    """--sticky-actions 0.1 reaches every environment that is stepped: training, greedy evaluation, the
+    oracle world model and the GIF recorder; the setting is in the summary's config and its env card."""
+    run_dir = tmp_path / "run"
+    oracle = ["--dyna.model", "oracle", "--dyna.num-rollouts", "16", "--dyna.plan-minibatches", "2"]
+    result = run_cli("--alg", "pdqn", "--sticky-actions", "0.1", "--run-dir", str(run_dir), *TINY, *oracle)
+    assert result.returncode == 0, result.stderr
+    card = "Breakout-MinAtar (gymnax), 10x10x4 observations, 3 actions, sticky actions 0.1"
+    assert f"[pdqn breakout] env: {card}" in result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["config"]["sticky_actions"] == 0.1 and summary["env_card"].startswith(card)
+    assert len(summary["final_target_return"]) == 1
+    with Image.open(run_dir / "episode.gif") as gif:
+        assert gif.format == "GIF" and 1 <= gif.n_frames <= 1000 and gif.size == (160, 176)
+
+
 def test_existing_run_is_not_overwritten(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -80,3 +146,16 @@ def test_existing_run_is_not_overwritten(tmp_path):
     result = run_cli("--run-dir", str(run_dir), *TINY)
     assert result.returncode == 2 and result.stderr.startswith("error: ")
     assert (run_dir / "summary.json").read_text() == "precious"
+
+
+def test_a_gif_that_cannot_be_written_is_one_warning_and_the_run_still_finishes(tmp_path):
+    from pdqn.runner import run
+    from tests.conftest import tiny_config
+
+    run_dir = tmp_path / "run"
+    (run_dir / "episode.gif").mkdir(parents=True)  # a folder where the GIF should go
+    log = io.StringIO()
+    summary = run(tiny_config(total_timesteps=128, eval_every=0.0), run_dir, log=log)
+    warnings = [line for line in log.getvalue().splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "episode.gif" in warnings[0] and "is a directory" in warnings[0], log.getvalue()
+    assert (run_dir / "summary.json").exists() and summary["final_target_return"]

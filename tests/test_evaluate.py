@@ -56,7 +56,9 @@ def test_evaluate_reports_gymnax_and_minatar_returns(trained):
         assert len(figures["episodes"]) == 3
         assert figures["mean"] == pytest.approx(np.mean(figures["episodes"]))
         assert figures["stderr"] >= 0
-    assert result["minatar"]["sticky_action_prob"] == 0.1 and result["minatar"]["max_steps"] == 1000
+    assert result["minatar"]["max_steps"] == 1000
+    # Both play with the run's own sticky-action probability unless --sticky says otherwise.
+    assert result["gymnax"]["sticky_action_prob"] == result["minatar"]["sticky_action_prob"] == 0.0
 
 
 def test_a_frame_stacked_policy_sees_stacked_frames_on_gymnax_and_minatar(tmp_path):
@@ -65,10 +67,11 @@ def test_a_frame_stacked_policy_sees_stacked_frames_on_gymnax_and_minatar(tmp_pa
     config, policy = checkpoint.load_policy(run_dir)
     assert config.frame_stack == 3
     # The Q-network reads 3 x 4 Breakout channels; a single frame would not fit it (a shape error).
-    code, out, err = call(str(run_dir), "--episodes", "2", "--minatar")
+    code, out, err = call(str(run_dir), "--episodes", "2", "--minatar", "--sticky", "0.1")
     assert code == 0, err
     result = json.loads(out)
     assert len(result["gymnax"]["episodes"]) == 2 and len(result["minatar"]["episodes"]) == 2
+    assert result["gymnax"]["sticky_action_prob"] == result["minatar"]["sticky_action_prob"] == 0.1
 
 
 @pytest.mark.parametrize(

@@ -71,3 +71,48 @@ class Chain(environment.Environment[ChainState, ChainParams]):
 
     def all_observations(self) -> jax.Array:
         return jax.vmap(lambda p: self.get_obs(ChainState(position=p, time=0)))(jnp.arange(self.length))
+
+
+@struct.dataclass
+class EchoState(environment.EnvState):
+    time: int
+
+
+@struct.dataclass
+class EchoParams(environment.EnvParams):
+    max_steps_in_episode: int = 1000
+
+
+class Echo(environment.Environment[EchoState, EchoParams]):
+    """Shows the action it last executed: the observation is a 1 x ``num_actions`` x 1 one-hot row
+    (all zeros before the first step); every episode terminates after ``length`` steps."""
+
+    def __init__(self, num_actions: int = 3, length: int = 8):
+        super().__init__()
+        self.actions = num_actions
+        self.length = length
+
+    @property
+    def default_params(self) -> EchoParams:
+        return EchoParams()
+
+    def step_env(self, key: jax.Array, state: EchoState, action: Any, params: EchoParams):
+        state = EchoState(time=state.time + 1)
+        obs = jnp.zeros((1, self.actions, 1)).at[0, action, 0].set(1.0)
+        return obs, state, jnp.asarray(0.0), state.time >= self.length, {}
+
+    def reset_env(self, key: jax.Array, params: EchoParams):
+        return jnp.zeros((1, self.actions, 1)), EchoState(time=0)
+
+    def is_terminated(self, state: EchoState, params: EchoParams) -> jax.Array:
+        return jnp.asarray(False)
+
+    @property
+    def num_actions(self) -> int:
+        return self.actions
+
+    def action_space(self, params: EchoParams | None = None) -> spaces.Discrete:
+        return spaces.Discrete(self.actions)
+
+    def observation_space(self, params: EchoParams) -> spaces.Box:
+        return spaces.Box(0, 1, (1, self.actions, 1))

@@ -8,6 +8,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from typing import Literal
 
 import jax
@@ -152,8 +153,14 @@ def rollout_bytes(trainer: Trainer, states: TrainState) -> dict[str, int]:
     return {"rollout_bytes": size(shapes), "rollout_env_state_bytes": size(shapes.env_state)}
 
 
+def parse_args(args: Sequence[str]) -> Benchmark:
+    """The command line's options, without compiling anything; bad input exits 2 with one ``error:`` line,
+    --help exits 0."""
+    return parse(Benchmark, args, description=__doc__, prog="python -m pdqn.experiments.benchmark")
+
+
 def main(args: list[str] | None = None) -> int:
-    bench = parse(Benchmark, args, description=__doc__)
+    bench = parse_args(sys.argv[1:] if args is None else args)
     print(json.dumps(measure(bench), indent=2))
     return 0
 

@@ -2,8 +2,12 @@
 or a GIF of it playing: ``... RUN_DIR --gif PATH [--episodes N] [--max-steps N]``.
 
 Loads RUN_DIR/policy.eqx (written at the end of training) and plays N complete greedy
-episodes on gymnax and, with ``--minatar``, on the original MinAtar implementation (NumPy,
-sticky actions) to check that the policy transfers. Prints JSON to stdout.
+episodes on gymnax and, with ``--minatar``, on the original MinAtar implementation (NumPy)
+to check that the policy transfers. Prints JSON to stdout.
+
+Both play with the same sticky-action probability: ``--sticky P``, by default the run's own
+``--sticky-actions`` (what its greedy evaluations used), so that the two figures compare;
+``--sticky 0.1`` is MinAtar's published protocol.
 
 With ``--gif PATH`` it instead records N greedy gymnax episodes (default 1), each cut at
 ``--max-steps``, and writes them back to back as an animated GIF (see :mod:`pdqn.render` for
@@ -19,8 +23,9 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import tyro
@@ -32,7 +37,7 @@ from pdqn.config import Config, ConfigError
 class EvalArgs:
     """Evaluate a saved greedy policy on gymnax (and optionally the original MinAtar)."""
 
-    run_dir: tyro.conf.Positional[Path]
+    run_dir: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="RUN_DIR")]]
     """Run directory holding policy.eqx and policy.json."""
     episodes: int | None = None
     """Greedy episodes per implementation (default: 100 to score, 1 with --gif)."""
@@ -40,8 +45,9 @@ class EvalArgs:
     """Which of the run's seeds (0-based index into its seeds) to evaluate."""
     minatar: bool = False
     """Also evaluate on the original MinAtar implementation (pip package ``minatar``)."""
-    sticky: float = 0.1
-    """MinAtar's sticky-action probability."""
+    sticky: float | None = None
+    """Sticky-action probability of the gymnax, MinAtar and --gif episodes alike (default: the run's own
+    sticky_actions; MinAtar's protocol is 0.1)."""
     seed: int = 0
     """Seed of the evaluation episodes."""
     max_steps: int | None = None
@@ -55,8 +61,8 @@ class EvalArgs:
             raise ConfigError(f"episodes={self.episodes!r} is invalid: must be a positive integer (>= 1)")
         if not isinstance(self.seed_index, int) or self.seed_index < 0:
             raise ConfigError(f"seed_index={self.seed_index!r} is invalid: must be a non-negative integer")
-        if not (math.isfinite(self.sticky) and 0.0 <= self.sticky <= 1.0):
-            raise ConfigError(f"sticky={self.sticky!r} is invalid: must be in [0, 1]")
+        if self.sticky is not None and not (math.isfinite(self.sticky) and 0.0 <= self.sticky < 1.0):
+            raise ConfigError(f"sticky={self.sticky!r} is invalid: must be in [0, 1)")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise ConfigError(f"seed={self.seed!r} is invalid: must be an integer in [0, 2**31)")
         if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
@@ -70,6 +76,10 @@ class EvalArgs:
             return self.episodes
         return 1 if self.gif is not None else 100
 
+    def sticky_for(self, config: Config) -> float:
+        """--sticky, or by default the run's own sticky-action probability."""
+        return config.sticky_actions if self.sticky is None else self.sticky
+
 
 def summary(returns: np.ndarray) -> dict[str, Any]:
     returns = np.asarray(returns, np.float64)
@@ -77,7 +87,9 @@ def summary(returns: np.ndarray) -> dict[str, Any]:
     return {"mean": float(returns.mean()), "stderr": stderr, "episodes": returns.tolist()}
 
 
-def evaluate_gymnax(env_name: str, q_net: Any, episodes: int, seed: int, frames: int = 1) -> np.ndarray:
+def evaluate_gymnax(
+    env_name: str, q_net: Any, episodes: int, seed: int, frames: int = 1, sticky: float = 0.0
+) -> np.ndarray:
     """One greedy episode in each of ``episodes`` vectorised gymnax environments."""
     import equinox as eqx
     import jax
@@ -85,7 +97,7 @@ def evaluate_gymnax(env_name: str, q_net: Any, episodes: int, seed: int, frames:
     from pdqn.envs import make_env
     from pdqn.evaluation import evaluate_greedy
 
-    env = make_env(env_name, episodes, frames)
+    env = make_env(env_name, episodes, frames, sticky_actions=sticky)
     returns = eqx.filter_jit(evaluate_greedy)(env, q_net, jax.random.PRNGKey(seed))
     return np.asarray(returns)
 
@@ -137,9 +149,11 @@ def step_cap(options: EvalArgs, env_name: str) -> int:
 
 def score(options: EvalArgs, config: Config, q_net: Any) -> dict[str, Any]:
     """Returns of complete greedy episodes on gymnax and, with --minatar, on MinAtar."""
-    result = {
-        "gymnax": summary(evaluate_gymnax(config.env, q_net, options.num_episodes, options.seed, config.frame_stack))
-    }
+    sticky = options.sticky_for(config)
+    returns = evaluate_gymnax(
+        config.env, q_net, episodes=options.num_episodes, seed=options.seed, frames=config.frame_stack, sticky=sticky
+    )
+    result = {"gymnax": {**summary(returns), "sticky_action_prob": sticky}}
     if options.minatar:
         try:
             import minatar  # noqa: F401
@@ -151,13 +165,13 @@ def score(options: EvalArgs, config: Config, q_net: Any) -> dict[str, Any]:
             q_net,
             episodes=options.num_episodes,
             seed=options.seed,
-            sticky=options.sticky,
+            sticky=sticky,
             max_steps=max_steps,
             frames=config.frame_stack,
         )
         result["minatar"] = {
             **summary(returns),
-            "sticky_action_prob": options.sticky,
+            "sticky_action_prob": sticky,
             "max_steps": max_steps,
             "episodes_cut_at_max_steps": cut,
         }
@@ -177,6 +191,7 @@ def record_gif(gif: Path, options: EvalArgs, config: Config, q_net: Any) -> dict
             key=options.seed,
             episodes=options.num_episodes,
             max_steps=options.max_steps,
+            sticky_actions=options.sticky_for(config),
         )
     except RenderError as err:
         fail(str(err))
@@ -187,14 +202,21 @@ def record_gif(gif: Path, options: EvalArgs, config: Config, q_net: Any) -> dict
             "path": str(gif),
             **summary(np.asarray([episode.episode_return for episode in played])),
             "steps": [episode.steps for episode in played],
+            "sticky_action_prob": options.sticky_for(config),
             "max_steps": step_cap(options, config.env),
             "episodes_cut_at_max_steps": sum(not episode.ended for episode in played),
         }
     }
 
 
+def parse_args(args: Sequence[str]) -> EvalArgs:
+    """The command line's options, without loading or playing anything; bad input exits 2 with one
+    ``error:`` line, --help exits 0."""
+    return parse(EvalArgs, args, description=__doc__, prog="python -m pdqn.experiments.evaluate")
+
+
 def main(args: list[str] | None = None) -> int:
-    options = parse(EvalArgs, args, description=__doc__)
+    options = parse_args(sys.argv[1:] if args is None else args)
     from pdqn.checkpoint import CheckpointError, load_policy, select_seed
     from pdqn.render import RenderError, check_gif_path
 

@@ -25,6 +25,7 @@ import sys
 import time
 import traceback
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from pdqn.runner import run
 from pdqn.tracking import TrackingError, check_repo, make_hooks
 
 POINTS_FILE = "points.parquet"
+PROG = "python -m pdqn.experiments.sweep"
 
 
 def field_type(config: Any, path: str) -> Any:
@@ -117,7 +119,7 @@ def one_line(err: BaseException) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pdqn.experiments.sweep",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -205,30 +207,51 @@ def sweep(
     return pl.DataFrame(records, infer_schema_length=None)
 
 
-def main(args: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if args is None else list(args)
-    ours, rest = build_parser().parse_known_args(argv)
+@dataclasses.dataclass(frozen=True)
+class SweepArgs:
+    """A parsed sweep command line."""
+
+    name: str
+    base: Config
+    grid: dict[str, list[Any]]
+    games: list[str]
+    out: Path
+
+
+def parse_args(args: Sequence[str]) -> SweepArgs:
+    """The command line's sweep, without creating or tracking anything; bad input exits 2 with one
+    ``error:`` line, --help exits 0."""
+    ours, rest = build_parser().parse_known_args(list(args))
     if rest and rest[0] == "--":
         rest = rest[1:]
     if any(a == "--env" or a.startswith("--env=") for a in rest) and ours.games:
         fail("give the games with --games or --env, not both")
-    base = parse(Config, rest, description=__doc__)
+    base = parse(Config, rest, description=__doc__, prog=PROG)
     if base.run_dir is not None:
         fail("--run-dir is set per point by the sweep; use --out")
     if not re.fullmatch(r"[A-Za-z0-9_.+-]+", ours.name):
         fail(f"--name {ours.name!r} is invalid: use letters, digits and _ . + -")
     try:
         grid = parse_grid(ours.grid, base)
-        if not base.track.off:
-            check_repo(dataclasses.replace(base, track=dataclasses.replace(base.track, sweep=ours.name)))
-    except (ConfigError, TrackingError) as err:
+    except ConfigError as err:
         fail(str(err))
     games = list(ours.games) if ours.games else [base.env]
-    table = sweep(ours.name, base, grid, games, ours.out)
+    return SweepArgs(name=ours.name, base=base, grid=grid, games=games, out=ours.out)
+
+
+def main(args: list[str] | None = None) -> int:
+    plan = parse_args(sys.argv[1:] if args is None else args)
+    base, name = plan.base, plan.name
+    try:
+        if not base.track.off:
+            check_repo(dataclasses.replace(base, track=dataclasses.replace(base.track, sweep=name)))
+    except TrackingError as err:
+        fail(str(err))
+    table = sweep(name, base, plan.grid, plan.games, plan.out)
     failed = table.filter(pl.col("status") != "done")
     print(
-        f"[sweep {ours.name}] {table.height - failed.height}/{table.height} points done; "
-        f"table: {ours.out / ours.name / POINTS_FILE}",
+        f"[sweep {name}] {table.height - failed.height}/{table.height} points done; "
+        f"table: {plan.out / name / POINTS_FILE}",
         file=sys.stderr,
     )
     return 0 if failed.height == 0 else 1
