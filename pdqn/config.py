@@ -139,9 +139,11 @@ class PQNConfig:
 class DynaConfig:
     """PDQN planning: a world model and imagined Q(lambda) updates (used by --alg pdqn)."""
 
-    planner: Literal["dyna"] = "dyna"
-    """How imagined data trains the Q-network: "dyna" (imagined rollouts from real states, their own Q(lambda)
-    updates after the real ones). Planners live in pdqn/planners/."""
+    planner: Literal["dyna", "value_expansion"] = "dyna"
+    """How the world model trains the Q-network: "dyna" (imagined rollouts from real states, with Q(lambda)
+    updates of their own after the real ones) or "value_expansion" (plan_minibatches extra steps on real
+    transitions, toward targets expanded by horizon imagined greedy steps from the real next state and weighted
+    by the model's disagreement in value). Planners live in pdqn/planners/."""
     model: Literal["learned", "oracle"] = "learned"
     """The world model the planner imagines with: "learned" (the ensemble below, trained on every update's real
     batch) or "oracle" (the real game stepped from the rollout's real states: a perfect model, the ceiling of
@@ -199,6 +201,16 @@ class DynaConfig:
     """How an imagined minibatch's TD loss is averaged: "trusted" over its live trusted transitions
     (every imagined step is full-size), "batch" over all its rows (a minibatch that is mostly untrusted
     or past termination moves the network proportionally less)."""
+    expansion_samples: int = 3
+    """value_expansion: imagined rollouts per real next state (fresh ensemble draws); their spread in value
+    weights each horizon."""
+    value_variance_floor: float = 0.01
+    """value_expansion: weight of a horizon = 1 / (its value variance over the samples + this floor); the
+    model-free target has weight 1 / floor, so a smaller floor trusts agreeing samples more."""
+    first_action: Literal["policy", "untaken"] = "policy"
+    """dyna: the first imagined action of each rollout: the behaviour policy's ("policy"), or one drawn uniformly
+    among the actions the behaviour policy did not take at that real state ("untaken": counterfactual
+    transitions that real data never shows, as in MAD-TD, Voelcker et al. 2024, arXiv 2410.08896)."""
     use_plan_eps: bool = False
     """Use the planning epsilon schedule below instead of the behaviour epsilon."""
     plan_eps_start: float = 1.0
@@ -211,7 +223,9 @@ class DynaConfig:
     def __post_init__(self) -> None:
         p = "dyna."
         counts = ("model_epochs", "model_minibatches", "model_hidden", "model_features", "ensemble_size", "horizon")
-        _positive_ints(p, self, counts + ("num_rollouts", "plan_epochs", "plan_minibatches"))
+        _positive_ints(p, self, counts + ("num_rollouts", "plan_epochs", "plan_minibatches", "expansion_samples"))
+        floor = self.value_variance_floor
+        _require(math.isfinite(floor) and floor > 0, p + "value_variance_floor", floor, "a finite number > 0")
         _non_negative_ints(p, self, ("max_uncertain_cells", "planning_delay"))
         _require(math.isfinite(self.model_lr) and self.model_lr > 0, p + "model_lr", self.model_lr, "a finite number > 0")
         _require(

@@ -137,3 +137,19 @@ DYNA_METRICS = (
     IMAGINED_BOOTSTRAP_GAP, IMAGINED_ALIVE_FRACTION, IMAGINED_TRUSTED_FRACTION,
 )  # fmt: skip
 """What the Dyna planner always produces; the gate counts are declared only where their gate is on."""
+
+# ---- value expansion ----------------------------------------------------------------------------------
+
+EXPANDED_TD_LOSS = Metric(
+    "expanded_td_loss", IMAGINED, "mean TD loss of the gradient steps on real transitions with expanded targets",
+    guarded=True, show=("exp-td", ".4f"),
+)  # fmt: skip
+EXPANDED_MEAN_Q = Metric("expanded_mean_q", IMAGINED, "mean Q(s, a) over those steps", guarded=True)
+EXPANSION_MODEL_FREE_WEIGHT = Metric("expansion_model_free_weight", IMAGINED, "mean normalised weight of the model-free Q(lambda) target (1: the model is ignored)")
+EXPANSION_TARGET_SHIFT = Metric("expansion_target_shift", IMAGINED, "mean expanded target minus the model-free one (the sign says which way the model pulls)")
+EXPANSION_VALUE_STD = Metric("expansion_value_std", IMAGINED, "standard deviation of an expanded target over the model's samples (mean over transitions and horizons)")
+
+VALUE_EXPANSION_METRICS = (
+    PLANNING_ACTIVE, EXPANDED_TD_LOSS, EXPANDED_MEAN_Q, EXPANSION_MODEL_FREE_WEIGHT, EXPANSION_TARGET_SHIFT,
+    EXPANSION_VALUE_STD,
+)  # fmt: skip

@@ -28,6 +28,8 @@ class ImaginedStart(eqx.Module):
 
     obs: Float[Array, "rollouts height width channels"]
     carry: Any = None
+    first_action: Int[Array, " rollouts"] | None = None
+    """The first imagined action of each rollout (None: the epsilon-greedy one, like every later action)."""
 
 
 class RealSteps(eqx.Module):
@@ -128,10 +130,13 @@ class Imagination(eqx.Module):
     ) -> ImaginedRollout:
         """Roll the model forward from ``start``; an imagined episode that ends stays ended."""
 
-        def step(carry, key):
+        def step(carry, inputs):
             obs, model_carry, q, alive, trusted = carry
+            key, first = inputs
             k_act, k_model, k_obs, k_term = jax.random.split(key, 4)
             action = epsilon_greedy(k_act, q, epsilon)
+            if start.first_action is not None:
+                action = jnp.where(first, start.first_action, action)
             pred, model_carry = step_model(obs, model_carry, action, k_model)
             next_obs = binarise(k_obs, pred.next_obs_logits, self.binarize, self.on_threshold)
             step_trusted, disagreeing, uncertain = self.trust(pred)
@@ -154,7 +159,8 @@ class Imagination(eqx.Module):
 
         ones = jnp.ones(start.obs.shape[0], bool)
         init = (start.obs, start.carry, q_net(start.obs), ones, ones)
-        _, steps = jax.lax.scan(step, init, jax.random.split(key, self.horizon))
+        firsts = jnp.arange(self.horizon) == 0
+        _, steps = jax.lax.scan(step, init, (jax.random.split(key, self.horizon), firsts))
         return ImaginedRollout(**vars(steps))
 
     def bootstrap_gap(

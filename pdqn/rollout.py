@@ -39,6 +39,8 @@ class Rollout(eqx.Module):
     env_state: Any = None
     """The environment state each ``obs`` was observed in (``[T, envs]`` leaves), kept only for a planner
     that steps the real game from real states (the oracle model); None otherwise."""
+    next_env_state: Any = None
+    """The state after each step (a new episode's where the step ended one), kept with ``env_state``."""
 
 
 class Transition(eqx.Module):
@@ -54,6 +56,7 @@ class Transition(eqx.Module):
     finished_return: Float[Array, " envs"]
     finished_length: Int[Array, " envs"]
     env_state: Any = None
+    next_env_state: Any = None
 
 
 def collect(
@@ -89,6 +92,7 @@ def collect(
             finished_return=out.finished_return,
             finished_length=out.finished_length,
             env_state=envs.state if keep_env_states else None,
+            next_env_state=env_state if keep_env_states else None,
         )
         return (EnvCarry(state=env_state, stats=stats, obs=out.obs), q_next), transition
 

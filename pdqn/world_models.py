@@ -49,9 +49,9 @@ class WorldModel(eqx.Module):
     @abc.abstractmethod
     def stepper(self, state: Any) -> StepModel: ...
 
-    def start(self, rollout: Rollout, rows: Int[Array, " n"]) -> Any:
-        """The carry of imagined rollouts starting at these rows of the flattened rollout (None: the
-        observation is all the model needs)."""
+    def start(self, rollout: Rollout, rows: Int[Array, " n"], after: bool = False) -> Any:
+        """The carry of imagined rollouts starting at the observation of these rows of the flattened rollout,
+        or (``after``) at their next observation (None: the observation is all the model needs)."""
         return None
 
     @property
@@ -217,8 +217,11 @@ class OracleModel(WorldModel):
     def update(self, state: None, rollout: Rollout, key: PRNGKeyArray) -> tuple[None, Metrics]:
         return None, {}
 
-    def start(self, rollout: Rollout, rows: Int[Array, " n"]) -> Any:
-        return jax.tree.map(lambda x: flatten_time(x)[rows], rollout.env_state)
+    def start(self, rollout: Rollout, rows: Int[Array, " n"], after: bool = False) -> Any:
+        """The real states of those rows (after a step that ended an episode: the next episode's start, which
+        a planner must not continue from)."""
+        states = rollout.next_env_state if after else rollout.env_state
+        return jax.tree.map(lambda x: flatten_time(x)[rows], states)
 
     def stepper(self, state: None) -> StepModel:
         def step(obs, env_state, action, key):

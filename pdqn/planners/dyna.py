@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from pdqn.config import Config
+from pdqn.envs import VecEnv
 from pdqn.learner import Learner, QFit, flatten_time
 from pdqn.metrics import (
     DYNA_METRICS,
@@ -69,9 +70,11 @@ class Dyna(Planner):
     gamma: float = eqx.field(static=True)
     td_lambda: float = eqx.field(static=True)
     loss_mean: Literal["trusted", "batch"] = eqx.field(static=True)
+    first_action: Literal["policy", "untaken"] = eqx.field(static=True)
+    num_actions: int = eqx.field(static=True)
 
     @classmethod
-    def from_config(cls, config: Config, model: WorldModel, fit: QFit) -> "Dyna":
+    def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "Dyna":
         dyna = config.dyna
         imagination = Imagination(
             horizon=dyna.horizon,
@@ -97,6 +100,8 @@ class Dyna(Planner):
             gamma=config.pqn.gamma,
             td_lambda=config.pqn.td_lambda,
             loss_mean=dyna.imagined_loss_mean,
+            first_action=dyna.first_action,
+            num_actions=env.num_actions,
         )
 
     def init(self, key: PRNGKeyArray) -> DynaState:
@@ -108,16 +113,9 @@ class Dyna(Planner):
         k_model, k_start, k_imagine, k_gap, k_update = jax.random.split(key, 5)
         model_state, model_metrics = self.model.update(state.model, rollout, k_model)
         step_model = self.model.stepper(model_state)
-        rows = jax.random.randint(k_start, (self.num_rollouts,), 0, rollout.reward.size)
-        start = ImaginedStart(obs=flatten_time(rollout.obs)[rows], carry=self.model.start(rollout, rows))
+        start = self.start(rollout, k_start)
         imagined = self.imagination.rollout(step_model, learner.q_net, start, k_imagine, self.epsilon(clock))
-        real = RealSteps(
-            start=start,
-            action=flatten_time(rollout.action)[rows],
-            next_obs=flatten_time(rollout.next_obs)[rows],
-            terminated=flatten_time(rollout.terminated)[rows],
-        )
-        gap = self.imagination.bootstrap_gap(step_model, learner.q_net, real, k_gap)
+        gap = self.imagination.bootstrap_gap(step_model, learner.q_net, self.real_steps(rollout, k_gap), k_gap)
         loss = batch_mean_td_loss if self.loss_mean == "batch" else td_loss
         batch = imagined_batch(imagined, self.gamma, self.td_lambda)
         planned, imagined_loss, mean_q = self.fit(
@@ -133,6 +131,28 @@ class Dyna(Planner):
             IMAGINED_BOOTSTRAP_GAP.name: gap,
         }
         return learner, DynaState(model=model_state), model_metrics | metrics | self.rollout_metrics(imagined)
+
+    def start(self, rollout: Rollout, key: PRNGKeyArray) -> ImaginedStart:
+        """``num_rollouts`` real states drawn across the whole batch; with ``first_action="untaken"`` each
+        rollout's first action is drawn uniformly among those the behaviour policy did not take there."""
+        k_rows, k_action = jax.random.split(key)
+        rows = jax.random.randint(k_rows, (self.num_rollouts,), 0, rollout.reward.size)
+        first = None
+        if self.first_action == "untaken":
+            other = jax.random.randint(k_action, (self.num_rollouts,), 1, self.num_actions)
+            first = (flatten_time(rollout.action)[rows] + other) % self.num_actions
+        return ImaginedStart(obs=flatten_time(rollout.obs)[rows], carry=self.model.start(rollout, rows), first_action=first)
+
+    def real_steps(self, rollout: Rollout, key: PRNGKeyArray) -> RealSteps:
+        """``num_rollouts`` real transitions, for the bootstrap-gap diagnostic."""
+        rows = jax.random.randint(key, (self.num_rollouts,), 0, rollout.reward.size)
+        start = ImaginedStart(obs=flatten_time(rollout.obs)[rows], carry=self.model.start(rollout, rows))
+        return RealSteps(
+            start=start,
+            action=flatten_time(rollout.action)[rows],
+            next_obs=flatten_time(rollout.next_obs)[rows],
+            terminated=flatten_time(rollout.terminated)[rows],
+        )
 
     def rollout_metrics(self, imagined: ImaginedRollout) -> Metrics:
         """Rates of the imagined rollouts; beside the real batch's, a gap is a hallucinated reward or death."""

@@ -1,0 +1,154 @@
+"""Value expansion: real-anchored targets from model rollouts (MVE, Feinberg et al. 2018, arXiv 1803.00101),
+weighted by the model's disagreement in value space (STEVE, Buckman et al. 2018, arXiv 1807.01675).
+
+After the real update, the Q-network takes ``minibatches`` more gradient steps on real transitions
+``(s, a, r, s')`` drawn from the batch, as the compute-matched control does, but toward expanded targets. From
+each real next state ``s'`` (a real frame, never a prediction of it) the model rolls out ``horizon`` greedy
+steps, ``samples`` times with fresh draws (ensemble members, or the game's own randomness for the oracle). With
+``d`` the real termination, ``d_i`` the imagined ones and ``q_i = max_a Q(s_{i+1}, a)``, horizon ``h`` gives
+
+    T_0 = G^lambda                                                      (the model-free Q(lambda) target)
+    T_h = r + gamma (1 - d) [sum_{i<h} gamma^i alive_i r_i + gamma^h alive_h q_{h-1}]        (h = 1..H)
+
+with mean ``mu_h`` and variance ``var_h`` over the samples; the target is ``sum_h w_h mu_h / sum_h w_h`` with
+``w_h = 1 / (var_h + floor)`` (``var_0 = 0``). Where the samples agree every horizon counts about equally; where
+they disagree in value the expansion drops out and the target falls back to ``G^lambda``. The Q-network is
+only ever regressed at real states and their taken actions, toward values of imagined states after the real
+next one. Before ``delay`` the targets are ``G^lambda``: the planner is then exactly the compute-matched control.
+"""
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from pdqn.config import Config
+from pdqn.envs import VecEnv
+from pdqn.learner import Learner, QFit, flatten_time, real_batch
+from pdqn.metrics import (
+    EXPANDED_MEAN_Q,
+    EXPANDED_TD_LOSS,
+    EXPANSION_MODEL_FREE_WEIGHT,
+    EXPANSION_TARGET_SHIFT,
+    EXPANSION_VALUE_STD,
+    PLANNING_ACTIVE,
+    VALUE_EXPANSION_METRICS,
+    Metric,
+)
+from pdqn.planners.base import Clock, Metrics, Planner
+from pdqn.planners.dyna import DynaState
+from pdqn.planning import ImaginedRollout, ImaginedStart, Imagination
+from pdqn.q_update import QBatch
+from pdqn.rollout import Rollout
+from pdqn.world_models import WorldModel
+
+
+def horizon_values(imagined: ImaginedRollout, gamma: float) -> Float[Array, "H rollouts"]:
+    """``V_h`` for ``h = 1..H``: the discounted imagined rewards of the first ``h`` steps plus the discounted
+    greedy value after them, zero past an imagined termination."""
+    horizon = imagined.reward.shape[0]
+    discounts = gamma ** jnp.arange(horizon, dtype=jnp.float32)[:, None]
+    alive = imagined.alive.astype(jnp.float32)
+    rewards = jnp.cumsum(discounts * alive * imagined.reward, axis=0)
+    continues = alive * (1.0 - imagined.terminated.astype(jnp.float32))
+    return rewards + gamma * discounts * continues * imagined.q_next_max
+
+
+def weighted_target(
+    model_free: Float[Array, " n"], expanded: Float[Array, "samples H n"], valid: Bool[Array, " n"], floor: float
+) -> tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]]:
+    """The inverse-variance weighted target over horizons 0..H (the expansions of rows that are not ``valid`` get
+    no weight); also the model-free target's normalised weight and the mean standard deviation of the expansions."""
+    mean, variance = jnp.mean(expanded, axis=0), jnp.var(expanded, axis=0)
+    weights = jnp.where(valid, 1.0 / (variance + floor), 0.0)
+    total = 1.0 / floor + jnp.sum(weights, axis=0)
+    target = (model_free / floor + jnp.sum(weights * mean, axis=0)) / total
+    return target, (1.0 / floor) / total, jnp.mean(jnp.sqrt(variance), axis=0)
+
+
+class ValueExpansion(Planner):
+    """Extra gradient steps on real transitions toward model-expanded, disagreement-weighted targets."""
+
+    model: WorldModel
+    fit: QFit
+    imagination: Imagination
+    samples: int = eqx.field(static=True)
+    floor: float = eqx.field(static=True)
+    minibatches: int = eqx.field(static=True)
+    minibatch_size: int = eqx.field(static=True)
+    delay: int = eqx.field(static=True)
+    gamma: float = eqx.field(static=True)
+    td_lambda: float = eqx.field(static=True)
+
+    @classmethod
+    def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "ValueExpansion":
+        dyna = config.dyna
+        imagination = Imagination(horizon=dyna.horizon, binarize=dyna.binarize, on_threshold=dyna.on_threshold)
+        return cls(
+            model=model,
+            fit=fit,
+            imagination=imagination,
+            samples=dyna.expansion_samples,
+            floor=dyna.value_variance_floor,
+            minibatches=dyna.plan_minibatches,
+            minibatch_size=config.pqn.minibatch_size,
+            delay=dyna.planning_delay,
+            gamma=config.pqn.gamma,
+            td_lambda=config.pqn.td_lambda,
+        )
+
+    def init(self, key: PRNGKeyArray) -> DynaState:
+        return DynaState(model=self.model.init(key))
+
+    def step(
+        self, learner: Learner, rollout: Rollout, state: DynaState, key: PRNGKeyArray, clock: Clock
+    ) -> tuple[Learner, DynaState, Metrics]:
+        k_model, k_rows, k_expand, k_fit = jax.random.split(key, 4)
+        model_state, model_metrics = self.model.update(state.model, rollout, k_model)
+        count = self.minibatches * self.minibatch_size
+        rows = jax.random.permutation(k_rows, rollout.reward.size)[:count]
+        real = jax.tree.map(lambda x: x[rows], real_batch(rollout, self.gamma, self.td_lambda))
+        expanded = self.expand(learner, model_state, rollout, rows, k_expand)
+        # A time-limit cut leaves no real next state to continue from (the environment has reset).
+        valid = ~flatten_time(rollout.truncated)[rows]
+        target, model_free_weight, value_std = weighted_target(real.target, expanded, valid, self.floor)
+        active = clock.update >= self.delay
+        target = jnp.where(active, target, real.target)
+        batch = QBatch(obs=real.obs, action=real.action, target=target, weight=real.weight)
+        learner, loss, mean_q = self.fit(learner, batch, k_fit, clock.lr, epochs=1, minibatches=self.minibatches)
+        metrics = {
+            PLANNING_ACTIVE.name: active,
+            EXPANDED_TD_LOSS.name: loss,
+            EXPANDED_MEAN_Q.name: mean_q,
+            EXPANSION_MODEL_FREE_WEIGHT.name: jnp.mean(model_free_weight),
+            EXPANSION_TARGET_SHIFT.name: jnp.mean(target - real.target),
+            EXPANSION_VALUE_STD.name: jnp.mean(value_std),
+        }
+        return learner, DynaState(model=model_state), model_metrics | metrics
+
+    def expand(
+        self, learner: Learner, model_state: Any, rollout: Rollout, rows: Array, key: PRNGKeyArray
+    ) -> Float[Array, "samples H n"]:
+        """``T_h`` for ``h = 1..H`` of every row, once per sample (a row whose real step terminated: its reward)."""
+        step_model = self.model.stepper(model_state)
+        start = ImaginedStart(obs=flatten_time(rollout.next_obs)[rows], carry=self.model.start(rollout, rows, after=True))
+        reward = flatten_time(rollout.reward)[rows]
+        terminated: Bool[Array, " n"] = flatten_time(rollout.terminated)[rows]
+        greedy = jnp.asarray(0.0, jnp.float32)
+
+        def sample(key: PRNGKeyArray) -> Float[Array, "H n"]:
+            imagined = self.imagination.rollout(step_model, learner.q_net, start, key, greedy)
+            values = horizon_values(imagined, self.gamma)
+            return reward + self.gamma * (1.0 - terminated.astype(jnp.float32)) * values
+
+        return jax.vmap(sample)(jax.random.split(key, self.samples))
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        return self.model.metrics + VALUE_EXPANSION_METRICS
+
+    @property
+    def needs_env_states(self) -> bool:
+        return self.model.needs_env_states
