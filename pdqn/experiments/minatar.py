@@ -1,29 +1,58 @@
 """Train PQN or PDQN on a MinAtar game: ``python -m pdqn.experiments.minatar --alg pqn --env breakout``.
 
 ``python -m pdqn.experiments.minatar --resume RUN_DIR`` continues a run from its newest
-checkpoint with the config saved in RUN_DIR (no other flags are accepted with it).
+checkpoint with the config saved in RUN_DIR (no other flags are accepted with it but --distributed.*).
+
+One run over several processes (hosts): start the same command in every process with
+``--distributed.coordinator HOST:PORT --distributed.num-processes N --distributed.process-id I`` (or the
+variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID; under ``srun`` or ``mpirun`` with
+several tasks JAX detects them). The seeds (a multiple of the device count) are sharded over every
+process's devices; process 0 writes the outputs. Its checkpoints resume on any number of processes.
 
 Exit codes: 0 done; 2 bad input (flags, run directory, checkpoint); 3 a loss or parameter
-became NaN/inf (the last good checkpoint is kept); 130/143 stopped by SIGINT/SIGTERM after
-saving a checkpoint.
+became NaN/inf (the last good checkpoint is kept); 130/143/140 stopped by SIGINT/SIGTERM/SIGUSR2
+after saving a checkpoint.
 """
 
+import dataclasses
+import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
+import tyro
+
+# Nothing imported here starts JAX's backend: a multi-process run must call jax.distributed.initialize() first.
 from pdqn.checkpoint import CheckpointError, verify_latest
-from pdqn.cli import fail, parse
-from pdqn.config import Config
-from pdqn.devices import maybe_initialize_distributed
+from pdqn.cli import USAGE_ERROR, fail, parse
+from pdqn.config import Config, DistributedConfig
+from pdqn.devices import DistributedError, check_seeds, resolve_distributed, start_distributed, stop_distributed
 from pdqn.rundir import SUMMARY_FILE, RunDirError, check_writable, default_run_dir, prepare, read_config
-from pdqn.runner import Interrupted, NonFiniteError, run
 from pdqn.tracking import TrackingError, make_hooks
 
 NON_FINITE_EXIT = 3
 
 
-def resume_dir(args: list[str]) -> Path | None:
-    """The run directory of ``--resume RUN_DIR`` (or ``--resume=RUN_DIR``); None without --resume."""
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """The command line of a training run: the run's config and how it is spread over processes."""
+
+    config: Annotated[Config, tyro.conf.arg(name="")]
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
+    """One run over several processes (not saved with the run)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeCommand:
+    """What ``--resume RUN_DIR`` accepts besides the run directory."""
+
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
+    """One run over several processes (not saved with the run)."""
+
+
+def resume_dir(args: list[str]) -> tuple[Path, list[str]] | None:
+    """The run directory of ``--resume RUN_DIR`` (or ``--resume=RUN_DIR``) and the flags after it (only
+    --distributed.* ones are allowed); None without --resume."""
     flags = [a for a in args if a == "--resume" or a.startswith("--resume=")]
     if not flags:
         return None
@@ -33,9 +62,10 @@ def resume_dir(args: list[str]) -> Path | None:
         rest, path = args[2:], args[1]
     else:
         rest, path = args, ""
-    if rest or not path or len(flags) > 1:
-        fail("--resume takes one run directory and no other flags (the run's saved config is used)")
-    return Path(path)
+    others = [a for a in rest if a.startswith("-") and not a.startswith("--distributed.")]
+    if others or not path or len(flags) > 1:
+        fail("--resume takes one run directory and no other flags but --distributed.* (the run's saved config is used)")
+    return Path(path), rest
 
 
 def load_resume(run_dir: Path) -> Config:
@@ -52,31 +82,58 @@ def load_resume(run_dir: Path) -> Config:
     return config
 
 
-def main(args: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if args is None else list(args)
+def command(argv: list[str]) -> tuple[Config, Path, DistributedConfig, bool]:
+    """The config, the run directory, the distributed flags, and whether the run resumes."""
     resume = resume_dir(argv)
     if resume is not None:
-        run_dir = resume
-        config = load_resume(run_dir)
-    else:
-        config = parse(Config, argv, description=__doc__)
-        try:
-            run_dir = prepare(Path(config.run_dir) if config.run_dir else default_run_dir(config))
-        except RunDirError as err:
-            fail(str(err))
-    maybe_initialize_distributed(sys.stderr)
+        run_dir, rest = resume
+        return load_resume(run_dir), run_dir, parse(ResumeCommand, rest, description=__doc__).distributed, True
+    parsed = parse(Command, argv, description=__doc__)
+    config = parsed.config
+    return config, Path(config.run_dir) if config.run_dir else default_run_dir(config), parsed.distributed, False
+
+
+def abandon(message: str) -> None:
+    """End a process whose multi-process start-up timed out (JAX would soon abort it with a fatal error)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    os._exit(USAGE_ERROR)
+
+
+def start_processes(flags: DistributedConfig, config: Config, run_dir: Path, resume: bool) -> None:
+    """Check the distributed settings, prepare a new run's directory, then join a multi-process run when the
+    flags, the environment or the cluster ask for one (every process has prepared the directory by then)."""
+    try:
+        launch = resolve_distributed(flags)
+        check_seeds(launch, config.num_seeds)
+        if not resume:
+            prepare(run_dir)
+        if launch is not None:
+            start_distributed(launch, sys.stderr, on_timeout=abandon)
+    except (DistributedError, RunDirError) as err:
+        fail(str(err))
+
+
+def main(args: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if args is None else list(args)
+    config, run_dir, distributed, resume = command(argv)
+    start_processes(distributed, config, run_dir, resume)
+    from pdqn.runner import Interrupted, NonFiniteError, run  # imports the trainer, which starts JAX's backend
+
     tag = f"[{config.alg} {config.env}]"
     print(f"{tag} {'resuming' if resume else 'writing to'} {run_dir}", file=sys.stderr, flush=True)
     try:
-        summary = run(config, run_dir, hooks=make_hooks(config), resume=resume is not None)
-    except (CheckpointError, RunDirError, TrackingError) as err:
+        summary = run(config, run_dir, hooks=make_hooks(config), resume=resume)
+    except (CheckpointError, RunDirError, TrackingError, DistributedError) as err:
         fail(str(err))
     except NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
+        stop_distributed()
         return NON_FINITE_EXIT
     except Interrupted as err:
         print(f"{tag} {err}; continue with: python -m pdqn.experiments.minatar --resume {run_dir}", file=sys.stderr)
+        stop_distributed()
         return 128 + err.signum
+    stop_distributed()  # every process of a multi-process run ends here, together
     print(
         f"{tag} done: greedy {summary['final_target_return']}, "
         f"behaviour {summary['final_behaviour_return']}, {summary['steps_per_second']:,.0f} steps/s",
