@@ -15,6 +15,7 @@ started by :func:`start_distributed`, which must come before anything starts JAX
 """
 
 import dataclasses
+import itertools
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -167,48 +168,25 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-# ---- host copies ----------------------------------------------------------------------------
-
-
-def to_host(x: Any) -> np.ndarray:
-    """A (possibly sharded, possibly multi-process) array as one NumPy array on this host (a collective when
-    the array spans processes: every process must call it)."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
-
-
-def gather(tree: Any) -> Any:
-    """``tree`` with every leaf that spans processes replaced by its NumPy copy (a collective when there is
-    one: every process must call it); other leaves are kept as they are."""
-    leaves, treedef = jax.tree.flatten(tree)
-    spread = [i for i, x in enumerate(leaves) if isinstance(x, jax.Array) and not x.is_fully_addressable]
-    if spread:
-        from jax.experimental import multihost_utils
-
-        copies = multihost_utils.process_allgather([leaves[i] for i in spread], tiled=True)
-        for i, copy in zip(spread, copies):
-            leaves[i] = np.asarray(copy)
-    return jax.tree.unflatten(treedef, leaves)
-
+# ---- collectives ------------------------------------------------------------------------------
 
 BARRIER_SECONDS = 3600.0
+_barriers = itertools.count()
+"""Every process makes the same sequence of collective calls, so the n-th barrier has the same name everywhere."""
 
 
 def barrier(name: str, timeout: float = BARRIER_SECONDS) -> None:
-    """Wait until every process reaches the barrier ``name`` (a no-op in a one-process run).
+    """Wait until every process reaches this barrier (a no-op in a one-process run).
 
-    Put one before a collective that may follow uneven work (one process compiling while another found the
-    program in the persistent cache, process 0 writing a checkpoint): the CPU collectives (gloo) give up after
-    30 s, JAX's coordination service, which this waits on, allows ``timeout``. A dead process is noticed by the
-    service's heartbeats."""
+    Every collective below passes one first: the processes may arrive far apart (one compiling while another
+    found the program in the persistent cache, process 0 writing a checkpoint), and the CPU collectives (gloo)
+    give up after 30 s, while JAX's coordination service, which this waits on, allows ``timeout``. A process that
+    dies is noticed by the service's heartbeats."""
     from jax._src import distributed  # the coordination-service client, as jax.experimental's checkpointing uses it
 
     client = distributed.global_state.client
     if client is not None and jax.process_count() > 1:
-        client.wait_at_barrier(name, int(timeout * 1000))
+        client.wait_at_barrier(f"pdqn-{name}-{next(_barriers)}", int(timeout * 1000))
 
 
 def stop_distributed() -> None:
@@ -218,10 +196,41 @@ def stop_distributed() -> None:
         jax.distributed.shutdown()
 
 
+def _spans_processes(x: Any) -> bool:
+    return isinstance(x, jax.Array) and not x.is_fully_addressable
+
+
+def to_host(x: Any) -> np.ndarray:
+    """A (possibly sharded, possibly multi-process) array as one NumPy array on this host (a collective when
+    the array spans processes: every process must call it)."""
+    if _spans_processes(x):
+        from jax.experimental import multihost_utils
+
+        barrier("to-host")
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def gather(tree: Any) -> Any:
+    """``tree`` with every leaf that spans processes replaced by its NumPy copy (a collective when there is
+    one: every process must call it); other leaves are kept as they are."""
+    leaves, treedef = jax.tree.flatten(tree)
+    spread = [i for i, x in enumerate(leaves) if _spans_processes(x)]
+    if spread:
+        from jax.experimental import multihost_utils
+
+        barrier("gather")
+        copies = multihost_utils.process_allgather([leaves[i] for i in spread], tiled=True)
+        for i, copy in zip(spread, copies):
+            leaves[i] = np.asarray(copy)
+    return jax.tree.unflatten(treedef, leaves)
+
+
 def all_processes(value: np.ndarray) -> np.ndarray:
     """``value`` of every process, stacked along a new leading axis (a collective)."""
     from jax.experimental import multihost_utils
 
+    barrier("all-processes")
     return np.asarray(multihost_utils.process_allgather(np.asarray(value)))
 
 

@@ -353,7 +353,6 @@ class HostLoop:
         self.started = time.perf_counter()
         self.chunk_updates = config.log_every or 1
         self.last_line = -math.inf
-        self.syncs = 0
 
     def run(self, resume: bool) -> dict[str, Any]:
         states, eval_key = self.trainer.init_seeds(), initial_eval_key(self.config)
@@ -365,7 +364,7 @@ class HostLoop:
                 write_config(self.run_dir, self.config)
         self.states, self.eval_key = self.placement.put(states), self.placement.replicate(eval_key)
         compile_seconds = self.compile()
-        barrier("pdqn-compiled")  # a multi-process run's training time starts when every process has compiled
+        barrier("compiled")  # a multi-process run's training time starts when every process has compiled
         self.hooks.call("start", RunInfo(self.config, self.run_dir, self.metrics + (TARGET_RETURN,)))
         self.started = time.perf_counter()
         while self.progress.done < self.config.num_updates or self.evaluation_owed():
@@ -383,8 +382,6 @@ class HostLoop:
         """Multi-process: run chunks of process 0's length, and stop all together once any process got a signal."""
         if not self.placement.multiprocess:
             return
-        self.syncs += 1
-        barrier(f"pdqn-chunk-{self.syncs}")  # the processes may arrive far apart (compiling, writing files)
         table = all_processes(np.asarray([self.stop.received or 0, self.chunk_updates], np.int32))
         self.chunk_updates = int(table[0, 1])
         if table[:, 0].max() > 0:

@@ -29,7 +29,8 @@ POLL_SECONDS = {"submitit": 30.0, "submitit-local": 1.0}
 def add_slurm_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("SLURM jobs (with --launcher submitit)")
     group.add_argument("--slurm.partition", dest="slurm_partition", default=None, help="partition to submit to")
-    group.add_argument("--slurm.time", dest="slurm_time", type=int, default=60, metavar="MINUTES", help="time limit of each job in minutes; a point that needs longer is requeued and resumes (default: 60)")
+    group.add_argument("--slurm.time", dest="slurm_time", type=int, default=60, metavar="MINUTES", help="time limit of each job in minutes; a point that needs longer is checkpointed, requeued and resumes (default: 60)")
+    group.add_argument("--slurm.max-requeues", dest="slurm_max_requeues", type=int, default=3, metavar="N", help="time-outs after which a job is requeued no more (preemptions do not count; default: 3)")
     group.add_argument("--slurm.gpus-per-node", dest="slurm_gpus_per_node", type=int, default=None, metavar="N", help="GPUs of each job (a point's seeds are sharded over them when they divide)")
     group.add_argument("--slurm.cpus-per-task", dest="slurm_cpus_per_task", type=int, default=None, metavar="N", help="CPU cores of each job")
     group.add_argument("--slurm.mem-gb", dest="slurm_mem_gb", type=float, default=None, metavar="GB", help="memory of each job")
@@ -101,14 +102,15 @@ def launch(spec: Sweep, shard: Shard | None, flags: argparse.Namespace, log: Any
     except ImportError:
         fail("--launcher submitit needs submitit: pip install 'pdqn[cluster]'")
     local = flags.launcher == "submitit-local"
-    if not local and shutil.which("sbatch") is None:
-        fail("--launcher submitit needs SLURM (sbatch is not on PATH); --launcher submitit-local runs the jobs here")
+    if not local and (shutil.which("sbatch") is None or shutil.which("srun") is None):
+        fail("--launcher submitit needs SLURM (sbatch and srun on PATH); --launcher submitit-local runs the jobs here")
     todo = [p for p in spec.points() if (shard is None or shard.owns(p)) and not is_done(spec, p)]
     if not todo:
         print(f"[sweep {spec.name}] every point is done; nothing to submit", file=log, flush=True)
         return report(spec.name, write_table(spec) if shard is None else points_table(spec), spec.folder / POINTS_FILE, log)
     folder = flags.slurm_folder or spec.folder / "submitit"
-    executor = submitit.AutoExecutor(folder=folder, cluster="local" if local else "slurm")
+    timeouts = {f"{cluster}_max_num_timeout": flags.slurm_max_requeues for cluster in ("slurm", "local")}
+    executor = submitit.AutoExecutor(folder=folder, cluster="local" if local else "slurm", **timeouts)
     executor.update_parameters(**executor_parameters(flags, spec.name))
     jobs = executor.submit_array([PointJob(spec, p.index) for p in todo])
     array = str(jobs[0].job_id).split("_")[0]

@@ -381,6 +381,7 @@ def run_point(sweep: Sweep, point: Point, log: Any) -> dict[str, Any]:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         record |= {"status": "stopped", "reason": f"{one_line(err)}; resumes from its checkpoint"}
         write_record(point, record | {"seconds": time.perf_counter() - tick})
+        print(f"[sweep {sweep.name}] point {point.game} {point.label} {record['reason']}", file=log, flush=True)
         raise SweepStopped(signum) from None
     except Exception as err:  # a failing point never stops the sweep
         record |= {"status": "failed", "reason": one_line(err)}
