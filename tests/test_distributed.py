@@ -213,16 +213,18 @@ def test_bad_distributed_settings_are_one_error_line(args, env, message, tmp_pat
     assert not run_dir.exists()
 
 
-def test_an_unreachable_coordinator_is_one_error_line_after_the_timeout(tmp_path):
+@pytest.mark.parametrize("process", [0, 1])
+def test_a_process_alone_is_one_error_line_after_the_timeout(tmp_path, process):
+    """Process 1 finds no coordinator; process 0 serves one that no other process reaches."""
     args = ["--distributed.coordinator", f"127.0.0.1:{free_port()}", "--distributed.num-processes", "2",
-            "--distributed.process-id", "1", "--distributed.timeout", "2"]  # fmt: skip
+            "--distributed.process-id", str(process), "--distributed.timeout", "2"]  # fmt: skip
     started = time.monotonic()
     result = subprocess.run(
         minatar("--run-dir", str(tmp_path / "run"), *ARGS, *args), cwd=REPO, env=cli_env(), capture_output=True,
         text=True, timeout=60,
     )  # fmt: skip
     line = error_line(result)
-    assert "process 1 of 2: not every process reached the coordinator 127.0.0.1:" in line and "within 2s" in line
+    assert f"process {process} of 2: not every process reached the coordinator 127.0.0.1:" in line and "within 2s" in line
     assert time.monotonic() - started < 20
 
 

@@ -113,8 +113,9 @@ def launch(spec: Sweep, shard: Shard | None, flags: argparse.Namespace, log: Any
     executor = submitit.AutoExecutor(folder=folder, cluster="local" if local else "slurm", **timeouts)
     executor.update_parameters(**executor_parameters(flags, spec.name))
     jobs = executor.submit_array([PointJob(spec, p.index) for p in todo])
-    array = str(jobs[0].job_id).split("_")[0]
-    print(f"[sweep {spec.name}] submitted {len(jobs)} points as job array {array}; logs in {folder}", file=log, flush=True)
+    ids = [str(job.job_id) for job in jobs]
+    what = f"local jobs {', '.join(ids)}" if local else f"job array {ids[0].split('_')[0]}"
+    print(f"[sweep {spec.name}] submitted {len(jobs)} points as {what}; logs in {folder}", file=log, flush=True)
     if not flags.wait:
         print(f"[sweep {spec.name}] when they have ended, the same command with --status writes the table", file=log)
         return 0
