@@ -366,7 +366,7 @@ def train_point(sweep: Sweep, point: Point, record: dict[str, Any], log: Any) ->
     record |= {"status": "running", "host": socket.gethostname(), "pid": os.getpid()}
     write_record(point, record)
     hooks = make_hooks(config, log)
-    record |= finished(run(config, point.run_dir, log=log, hooks=hooks, **({"resume": True} if resume else {})))
+    record |= finished(run(config, point.run_dir, log=log, hooks=hooks, resume=resume))
     return True
 
 
