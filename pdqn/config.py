@@ -299,6 +299,39 @@ class CheckpointConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """One run over several processes (hosts), seeds sharded over all their devices. Not part of the run's
+    config: how a run is laid out does not change what it trains, so its checkpoints resume on any layout.
+
+    Each setting left unset comes from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, else from
+    JAX's cluster detection (a SLURM step or Open MPI job with more than one task); with none of them the run is
+    one process."""
+
+    coordinator: str | None = None
+    """HOST:PORT where process 0 serves the coordinator, reachable from every process."""
+    num_processes: int | None = None
+    """Processes taking part in the run (each with its own devices)."""
+    process_id: int | None = None
+    """This process's index, 0 .. num_processes - 1 (0 writes the outputs)."""
+    timeout: int = 60
+    """Seconds to wait for every process to reach the coordinator before giving up (exit 2)."""
+
+    def __post_init__(self) -> None:
+        p = "distributed."
+        _require(self.num_processes is None or self.num_processes >= 1, p + "num_processes", self.num_processes, ">= 1")
+        _require(self.process_id is None or self.process_id >= 0, p + "process_id", self.process_id, ">= 0")
+        _require(self.timeout >= 1, p + "timeout", self.timeout, ">= 1 (seconds)")
+        if self.coordinator is not None:
+            host, _, port = self.coordinator.rpartition(":")
+            _require(
+                bool(host) and port.isdigit() and 0 < int(port) < 65536,
+                p + "coordinator",
+                self.coordinator,
+                "HOST:PORT with a port in 1..65535",
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Train PQN or PDQN on a MinAtar game (gymnax); seeds run vmapped in one program."""
 

@@ -1,12 +1,24 @@
-"""Several devices and hosts: seeds sharded over a one-axis mesh, multi-host start-up.
+"""Several devices and processes: seeds sharded over a one-axis mesh, and the start-up of a multi-process run.
 
-With more than one visible device and ``num_seeds`` divisible by the device count, every
-leaf of the seed-stacked training state is placed with
-``NamedSharding(Mesh(jax.devices(), ("seeds",)), PartitionSpec("seeds"))``; XLA then runs
-each device's seeds on that device (the vmapped step has no cross-seed communication).
+With more than one device and ``num_seeds`` divisible by the device count, every leaf of the seed-stacked
+training state is placed with ``NamedSharding(Mesh(devices, ("seeds",)), PartitionSpec("seeds"))``; XLA then
+runs each device's seeds on that device (the vmapped step has no cross-seed communication).
+
+A multi-process run (``jax.distributed``) spans the devices of every process: each process builds the whole
+state and feeds only its own rows (``jax.make_array_from_process_local_data``), values every process shares
+(the evaluation key, a chunk's length) are replicated, and whatever the host needs (metrics, evaluations,
+checkpoints) is gathered with ``multihost_utils.process_allgather``, a collective every process takes part in.
+Process 0 alone writes files.
+
+The settings of a multi-process run are resolved in one place, :func:`resolve_distributed`, and the run is
+started by :func:`start_distributed`, which must come before anything starts JAX's backend.
 """
 
+import dataclasses
+import itertools
 import os
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
@@ -14,35 +26,141 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from pdqn.config import ConfigError, DistributedConfig
+
 SEED_AXIS = "seeds"
-
-# Environment variables that mean "this process is one of several in a cluster job".
-_CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
-
-
-def cluster_job() -> bool:
-    """True when the usual multi-host variables are present (explicit coordinator, or a
-    SLURM job with more than one task, or an Open MPI job with more than one rank)."""
-    if any(os.environ.get(name) for name in _CLUSTER_VARS):
-        return True
-    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and os.environ.get("SLURM_JOB_ID"):
-        return True
-    return int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1") or 1) > 1
+ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
+ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAX_PROCESS_ID"
+DISTRIBUTED_FLAGS = ("--distributed.coordinator", "--distributed.num-processes", "--distributed.process-id")
 
 
-def maybe_initialize_distributed(log: Any = None) -> bool:
-    """Call ``jax.distributed.initialize()`` (before any other JAX call) in a cluster job."""
-    if not cluster_job():
-        return False
-    jax.distributed.initialize()
-    if log is not None:
-        print(
-            f"note: multi-host run, process {jax.process_index()} of {jax.process_count()}, "
-            f"{jax.device_count()} devices in all",
-            file=log,
-            flush=True,
+class DistributedError(ValueError):
+    """Multi-process settings that cannot work (reported before anything is compiled)."""
+
+
+# ---- multi-process start-up ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """The resolved settings of a multi-process run."""
+
+    coordinator: str | None
+    """None: JAX's cluster detection finds it (SLURM, Open MPI)."""
+    num_processes: int
+    process_id: int
+    timeout: int
+    source: str
+    """Where the settings came from, for the start-up note."""
+
+
+def detect_cluster(environ: Mapping[str, str]) -> tuple[str, int, int] | None:
+    """``(name, processes, process id)`` of a SLURM step or Open MPI job JAX's cluster detection would use."""
+    slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
+    try:
+        if all(name in environ for name in slurm):
+            return "SLURM", int(environ["SLURM_NTASKS"]), int(environ["SLURM_PROCID"])
+        if "OMPI_MCA_orte_hnp_uri" in environ:
+            return "Open MPI", int(environ["OMPI_COMM_WORLD_SIZE"]), int(environ["OMPI_COMM_WORLD_RANK"])
+    except (KeyError, ValueError):
+        return None
+    return None
+
+
+def _env_int(environ: Mapping[str, str], name: str) -> int | None:
+    text = environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise DistributedError(f"{name}={text!r} is invalid: must be an integer") from None
+
+
+def resolve_distributed(flags: DistributedConfig, environ: Mapping[str, str] = os.environ) -> Launch | None:
+    """The multi-process settings: each from its flag, else its JAX_* variable, else the detected cluster;
+    None for a one-process run. :class:`DistributedError` for settings that cannot work."""
+    coordinator = flags.coordinator or environ.get(ENV_COORDINATOR, "").strip() or None
+    count, count_from = flags.num_processes, DISTRIBUTED_FLAGS[1]
+    if count is None:
+        count, count_from = _env_int(environ, ENV_NUM_PROCESSES), ENV_NUM_PROCESSES
+    index, index_from = flags.process_id, DISTRIBUTED_FLAGS[2]
+    if index is None:
+        index, index_from = _env_int(environ, ENV_PROCESS_ID), ENV_PROCESS_ID
+    given = (coordinator, count, index) != (None, None, None)
+    cluster = detect_cluster(environ)
+    if cluster is not None and cluster[1] > 1:
+        if count is None:
+            count, count_from = cluster[1], f"{cluster[0]}'s task count"
+        if index is None:
+            index, index_from = cluster[2], f"{cluster[0]}'s task id"
+    elif not given:
+        return None
+    else:
+        cluster = None
+    missing = [flag for flag, value in zip(DISTRIBUTED_FLAGS, (coordinator or cluster, count, index)) if value is None]
+    if missing or count is None or index is None:
+        raise DistributedError(
+            f"a multi-process run needs {', '.join(DISTRIBUTED_FLAGS)} (or {ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, "
+            f"{ENV_PROCESS_ID}); missing: {', '.join(missing)}"
         )
-    return True
+    if count < 1:
+        raise DistributedError(f"{count} processes ({count_from}) is invalid: must be >= 1")
+    if not 0 <= index < count:
+        raise DistributedError(f"process id {index} ({index_from}) is invalid: must be in 0..{count - 1} for {count} processes")
+    try:
+        DistributedConfig(coordinator=coordinator)
+    except ConfigError as err:
+        raise DistributedError(str(err) + ("" if flags.coordinator else f" (from {ENV_COORDINATOR})")) from None
+    if count == 1:
+        return None
+    source = cluster[0] if cluster is not None and not given else "flags/environment" + (f" and {cluster[0]}" if cluster else "")
+    return Launch(coordinator, count, index, flags.timeout, source)
+
+
+def check_seeds(launch: Launch | None, num_seeds: int) -> None:
+    """Every process must hold whole seeds: ``num_seeds`` a multiple of the process count."""
+    if launch is not None and num_seeds % launch.num_processes:
+        raise DistributedError(
+            f"num_seeds={num_seeds} does not divide over {launch.num_processes} processes; "
+            f"use a multiple of {launch.num_processes} seeds"
+        )
+
+
+def start_distributed(launch: Launch, log: Any, on_timeout: Callable[[str], object]) -> None:
+    """``jax.distributed.initialize`` with ``launch`` (before anything starts JAX's backend).
+
+    JAX ends the process with a fatal error when not every process connects in time; ``on_timeout(message)``
+    is called first, from a watchdog thread, after ``launch.timeout`` seconds (it should end the process).
+    """
+    where = launch.coordinator or "the detected coordinator"
+    message = (
+        f"process {launch.process_id} of {launch.num_processes}: not every process reached the coordinator "
+        f"{where} within {launch.timeout}s (is every process started, and the address reachable from each?)"
+    )
+    watchdog = threading.Timer(launch.timeout, on_timeout, args=(message,))
+    watchdog.daemon = True
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # cross-process collectives on CPU
+    watchdog.start()
+    try:
+        jax.distributed.initialize(
+            coordinator_address=launch.coordinator,
+            num_processes=launch.num_processes,
+            process_id=launch.process_id,
+            initialization_timeout=launch.timeout + 30,
+        )
+    except Exception as err:  # JaxRuntimeError (e.g. the port is taken), RuntimeError (JAX already started)
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise DistributedError(f"cannot start process {launch.process_id} of {launch.num_processes} at {where}: {text}") from None
+    finally:
+        watchdog.cancel()
+    print(
+        f"note: process {jax.process_index()} of {jax.process_count()} ({launch.source}), "
+        f"{jax.local_device_count()} of {jax.device_count()} devices here",
+        file=log,
+        flush=True,
+    )
 
 
 def is_primary() -> bool:
@@ -50,13 +168,73 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+# ---- collectives ------------------------------------------------------------------------------
+
+BARRIER_SECONDS = 3600.0
+_barriers = itertools.count()
+"""Every process makes the same sequence of collective calls, so the n-th barrier has the same name everywhere."""
+
+
+def barrier(name: str, timeout: float = BARRIER_SECONDS) -> None:
+    """Wait until every process reaches this barrier (a no-op in a one-process run).
+
+    Every collective below passes one first: the processes may arrive far apart (one compiling while another
+    found the program in the persistent cache, process 0 writing a checkpoint), and the CPU collectives (gloo)
+    give up after 30 s, while JAX's coordination service, which this waits on, allows ``timeout``. A process that
+    dies is noticed by the service's heartbeats."""
+    from jax._src import distributed  # the coordination-service client, as jax.experimental's checkpointing uses it
+
+    client = distributed.global_state.client
+    if client is not None and jax.process_count() > 1:
+        client.wait_at_barrier(f"pdqn-{name}-{next(_barriers)}", int(timeout * 1000))
+
+
+def stop_distributed() -> None:
+    """Leave a multi-process run: waits (JAX's shutdown barrier) until every process has finished its work, so
+    none is reported dead while process 0 still writes the outputs."""
+    if jax.distributed.is_initialized():
+        jax.distributed.shutdown()
+
+
+def _spans_processes(x: Any) -> bool:
+    return isinstance(x, jax.Array) and not x.is_fully_addressable
+
+
 def to_host(x: Any) -> np.ndarray:
-    """A (possibly sharded, possibly multi-host) array as one NumPy array on this host."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    """A (possibly sharded, possibly multi-process) array as one NumPy array on this host (a collective when
+    the array spans processes: every process must call it)."""
+    if _spans_processes(x):
         from jax.experimental import multihost_utils
 
+        barrier("to-host")
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
+
+def gather(tree: Any) -> Any:
+    """``tree`` with every leaf that spans processes replaced by its NumPy copy (a collective when there is
+    one: every process must call it); other leaves are kept as they are."""
+    leaves, treedef = jax.tree.flatten(tree)
+    spread = [i for i, x in enumerate(leaves) if _spans_processes(x)]
+    if spread:
+        from jax.experimental import multihost_utils
+
+        barrier("gather")
+        copies = multihost_utils.process_allgather([leaves[i] for i in spread], tiled=True)
+        for i, copy in zip(spread, copies):
+            leaves[i] = np.asarray(copy)
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def all_processes(value: np.ndarray) -> np.ndarray:
+    """``value`` of every process, stacked along a new leading axis (a collective)."""
+    from jax.experimental import multihost_utils
+
+    barrier("all-processes")
+    return np.asarray(multihost_utils.process_allgather(np.asarray(value)))
+
+
+# ---- seed placement ---------------------------------------------------------------------------
 
 
 class SeedPlacement:
@@ -64,6 +242,7 @@ class SeedPlacement:
 
     def __init__(self, sharding: NamedSharding | None):
         self.sharding = sharding
+        self.multiprocess = sharding is not None and len({d.process_index for d in sharding.device_set}) > 1
 
     @property
     def sharded(self) -> bool:
@@ -73,16 +252,52 @@ class SeedPlacement:
         """Place every array leaf (leading axis = seeds); a no-op on one device."""
         if self.sharding is None:
             return tree
+        return jax.tree.map(lambda x: self._put(x) if eqx.is_array(x) else x, tree)
+
+    def _put(self, x: Any) -> jax.Array:
         sharding = self.sharding
-        return jax.tree.map(lambda x: jax.device_put(x, sharding) if eqx.is_array(x) else x, tree)
+        assert sharding is not None
+        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+            return x  # already placed (a compiled chunk's output)
+        if not self.multiprocess or (isinstance(x, jax.Array) and not x.is_fully_addressable):
+            return jax.device_put(x, sharding)
+        host = np.asarray(x)
+        return jax.make_array_from_process_local_data(sharding, host[self.local_rows(host.shape)], host.shape)
+
+    def local_rows(self, shape: tuple[int, ...]) -> slice:
+        """The seeds (rows) this process's devices hold."""
+        assert self.sharding is not None
+        rows = [index[0] for index in self.sharding.addressable_devices_indices_map(shape).values() if index]
+        start = min(row.start or 0 for row in rows)
+        stop = max(shape[0] if row.stop is None else row.stop for row in rows)
+        return slice(start, stop)
+
+    def replicate(self, x: Any) -> Any:
+        """A value every process holds alike (the evaluation key, a chunk's length), as one array over all
+        processes' devices; unchanged in a one-process run."""
+        if not self.multiprocess:
+            return x
+        assert self.sharding is not None
+        host = np.asarray(x)
+        replicated = NamedSharding(self.sharding.mesh, PartitionSpec())
+        return jax.make_array_from_process_local_data(replicated, host, host.shape)
 
 
 def seed_placement(num_seeds: int, log: Any = None, devices: list[Any] | None = None) -> SeedPlacement:
-    """Shard seeds over all visible devices when their count divides ``num_seeds``."""
-    devices = list(jax.devices() if devices is None else devices)
+    """Shard seeds over all devices (of every process) when their count divides ``num_seeds``.
+
+    One process falls back to one device when it does not; a multi-process run raises :class:`DistributedError`.
+    """
+    devices = sorted(jax.devices() if devices is None else devices, key=lambda d: (d.process_index, d.id))
     if len(devices) <= 1:
         return SeedPlacement(None)
+    processes = len({d.process_index for d in devices})
     if num_seeds % len(devices):
+        if processes > 1:
+            raise DistributedError(
+                f"num_seeds={num_seeds} does not divide over the {len(devices)} devices of {processes} processes; "
+                f"use a multiple of {len(devices)} seeds"
+            )
         if log is not None:
             print(
                 f"note: {num_seeds} seeds do not divide over {len(devices)} devices; running on one device",
@@ -92,5 +307,6 @@ def seed_placement(num_seeds: int, log: Any = None, devices: list[Any] | None = 
         return SeedPlacement(None)
     mesh = Mesh(np.asarray(devices), (SEED_AXIS,))
     if log is not None:
-        print(f"note: {num_seeds} seeds sharded over {len(devices)} devices", file=log, flush=True)
+        where = f" of {processes} processes" if processes > 1 else ""
+        print(f"note: {num_seeds} seeds sharded over {len(devices)} devices{where}", file=log, flush=True)
     return SeedPlacement(NamedSharding(mesh, PartitionSpec(SEED_AXIS)))

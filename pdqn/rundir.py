@@ -15,6 +15,7 @@ written by older versions, in one place).
 import dataclasses
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,7 +89,7 @@ def check_writable(path: Path) -> None:
     """Create ``path`` if needed and prove a file can be written in it."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test-{socket.gethostname()}-{os.getpid()}"  # processes of one run probe at once
         probe.write_text("")
         probe.unlink()
     except OSError as err:

@@ -4,6 +4,10 @@ progress lines. All I/O happens here, between chunks; the compiled step never ca
 Every wait on compiled work (compiling, a chunk, an evaluation) polls for SIGINT/SIGTERM, so a stop request is
 answered within a fraction of a second: the newest completed state is checkpointed and
 :class:`Interrupted` is raised (the work in flight is abandoned and redone on ``--resume``).
+
+A multi-process run (:mod:`pdqn.devices`) cannot abandon work that the other processes take part in: each process
+finishes its compiled work, and at every chunk boundary the processes agree on the chunk length (process 0's)
+and on stopping (when any of them received a signal), so all of them checkpoint and stop at the same update.
 """
 
 import dataclasses
@@ -25,12 +29,13 @@ import polars as pl
 
 from pdqn import checkpoint
 from pdqn.config import Config
-from pdqn.devices import is_primary, seed_placement, to_host
+from pdqn.devices import all_processes, barrier, gather, is_primary, seed_placement, to_host
 from pdqn.hooks import RunHooks, RunInfo, SafeHooks
 from pdqn.metrics import BEHAVIOUR_RETURN, ENV_STEP, SEED, TARGET_RETURN, UPDATE, Metric
 from pdqn.envs import make_env
 from pdqn.render import write_policy_gif
 from pdqn.rundir import EPISODE_GIF, METRICS_FILE, SUMMARY_FILE, config_dict, first_line, write_atomic, write_config
+from pdqn.signals import StopSignals
 from pdqn.state import TrainState
 from pdqn.train import Trainer, compiled
 
@@ -38,7 +43,6 @@ CHUNK_SECONDS = 2.0
 """Wall-clock length a chunk is sized to (without ``--log-every``): the longest a stop request waits."""
 PROGRESS_SECONDS = 10.0
 """At most one progress line per this many seconds (and one at each evaluation and at the end)."""
-POLL_SECONDS = 0.05
 
 
 class NonFiniteError(RuntimeError):
@@ -57,64 +61,6 @@ class Interrupted(Exception):
             if saved
             else f"stopped by {name} before training started"
         )
-
-
-class StopSignals:
-    """Turn the first SIGINT/SIGTERM into a flag the loop polls; a second one acts at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-        signal.signal(signum, self.previous.get(signum, signal.SIG_DFL))
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def wait(self, result: Any) -> bool:
-        """Block until every array of ``result`` is computed; False as soon as a stop signal arrives."""
-        leaves = [x for x in jax.tree.leaves(result) if isinstance(x, jax.Array)]
-        while not all(x.is_ready() for x in leaves):  # pyright: ignore[reportAttributeAccessIssue] (untyped)
-            if self.received is not None:
-                return False
-            time.sleep(POLL_SECONDS)
-        return self.received is None
-
-    def compile(self, fn: Any, *args: Any) -> tuple[Any, float] | None:
-        """:func:`compiled` in a background thread; None if a stop signal arrives first."""
-        return self.call(compiled, fn, *args)
-
-    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """``fn(*args, **kwargs)`` in a background thread (abandoned on a stop), so that the main thread
-        answers a stop signal while it runs; None if a stop signal arrives first."""
-        box: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                box["result"] = fn(*args, **kwargs)
-            except BaseException as err:  # re-raised in the main thread
-                box["error"] = err
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        while thread.is_alive():
-            if self.received is not None:
-                return None
-            thread.join(POLL_SECONDS)
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
 
 
 # ---- host-side progress -----------------------------------------------------------------
@@ -183,7 +129,7 @@ def restore(config: Config, run_dir: Path, like: dict[str, Any], log: Any) -> tu
             raise checkpoint.CheckpointError(
                 f"{path} holds {kept.height} rows up to update {ckpt.update}, the checkpoint expects {meta['rows']}"
             )
-        if kept.height != rows.height:
+        if kept.height != rows.height and is_primary():
             write_atomic(path, kept.write_parquet)
         progress.frames.append(kept)
     print(f"[{config.alg} {config.env}] resuming from update {ckpt.update}/{config.num_updates}", file=log, flush=True)
@@ -361,6 +307,7 @@ class HostLoop:
         self.metrics = self.trainer.metrics
         self.tag = f"[{config.alg} {config.env}]"
         self.placement = seed_placement(config.num_seeds, log)
+        stop.deferred = self.placement.multiprocess
         self.started = time.perf_counter()
         self.chunk_updates = config.log_every or 1
         self.last_line = -math.inf
@@ -380,23 +327,36 @@ class HostLoop:
             states, eval_key = self.stop.call(self.trainer.init_seeds), initial_eval_key(self.config)
             if states is None:  # seconds of eager work for a large config: stoppable like a compile
                 self.interrupted()
-        self.states, self.eval_key = self.placement.put(states), eval_key
+        self.states, self.eval_key = self.placement.put(states), self.placement.replicate(eval_key)
         print(f"{self.tag} env: {env_card(self.config)}", file=self.log, flush=True)
         compile_seconds = self.compile()
+        barrier("compiled")  # a multi-process run's training time starts when every process has compiled
         self.hooks.call("start", RunInfo(self.config, self.run_dir, self.metrics + (TARGET_RETURN,)))
         self.started = time.perf_counter()
         while self.progress.done < self.config.num_updates or self.evaluation_owed():
+            self.synchronise()
             if self.evaluation_owed():
                 self.evaluate()
             else:
                 self.train_chunk()
         if self.progress.checkpointed != self.progress.done:  # resumed from a final checkpoint whose outputs were lost
             self.save()
+        self.states = gather(self.states)  # every process takes part; process 0 writes the policy
         return self.finish(compile_seconds)
+
+    def synchronise(self) -> None:
+        """Multi-process: run chunks of process 0's length, and stop all together once any process got a signal."""
+        if not self.placement.multiprocess:
+            return
+        table = all_processes(np.asarray([self.stop.received or 0, self.chunk_updates], np.int32))
+        self.chunk_updates = int(table[0, 1])
+        if table[:, 0].max() > 0:
+            self.stop.received = self.stop.received or int(table[:, 0].max())
+            self.interrupted()
 
     def compile(self) -> float:
         """Compile the chunk and the evaluation (interruptibly); their compile seconds."""
-        chunk = self.stop.compile(self.trainer.run_chunk, self.states, jnp.asarray(1, jnp.int32))
+        chunk = self.stop.compile(self.trainer.run_chunk, self.states, self.placement.replicate(jnp.asarray(1, jnp.int32)))
         if chunk is None:
             self.interrupted()
         evaluate = self.stop.compile(self.trainer.evaluate, self.states, self.eval_key)
@@ -425,10 +385,10 @@ class HostLoop:
         done = self.progress.done
         n = min(self.chunk_updates, self.next_stop() - done, self.config.chunk_size)
         tick = time.perf_counter()
-        new_states, values = self.chunk(self.states, jnp.asarray(n, jnp.int32))
+        new_states, values = self.chunk(self.states, self.placement.replicate(jnp.asarray(n, jnp.int32)))
         if not self.stop.wait((new_states, values)):
             self.interrupted()
-        host = {k: to_host(v) for k, v in values.items()}
+        host = {k: np.asarray(v) for k, v in gather(values).items()}
         seconds = time.perf_counter() - tick
         self.progress.update_seconds += seconds
         self.guard(host, n, new_states)
@@ -493,9 +453,10 @@ class HostLoop:
             write_atomic(self.run_dir / METRICS_FILE, self.progress.all_rows().write_parquet)
 
     def save(self) -> None:
+        states, eval_key = gather((self.states, self.eval_key))  # every process takes part; process 0 writes
         if is_primary():
             meta = self.progress.meta(self.progress.train_seconds + time.perf_counter() - self.started)
-            checkpoint.save_checkpoint(self.run_dir, self.config, self.states, self.eval_key, meta)
+            checkpoint.save_checkpoint(self.run_dir, self.config, states, eval_key, meta)
         self.progress.checkpointed = self.progress.done
 
     def write_episode_gif(self) -> None:
