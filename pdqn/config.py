@@ -202,8 +202,8 @@ class DynaConfig:
     (every imagined step is full-size), "batch" over all its rows (a minibatch that is mostly untrusted
     or past termination moves the network proportionally less)."""
     expansion_samples: int = 3
-    """value_expansion: imagined rollouts per real next state (fresh ensemble draws); their spread in value
-    weights each horizon."""
+    """value_expansion: imagined rollouts per real next state (fresh ensemble draws, cells sampled from the
+    predicted probabilities); their spread in value weights each horizon."""
     value_variance_floor: float = 0.01
     """value_expansion: weight of a horizon = 1 / (its value variance over the samples + this floor); the
     model-free target has weight 1 / floor, so a smaller floor trusts agreeing samples more."""

@@ -233,7 +233,7 @@ def test_the_entry_point_parses_before_jax_starts():
     code = (
         "from jax._src import xla_bridge\n"
         "from pdqn.experiments import minatar\n"
-        "minatar.command(['--num-seeds', '2', '--distributed.num-processes', '2'])\n"
+        "minatar.parse_args(['--num-seeds', '2', '--distributed.num-processes', '2'])\n"
         "assert not xla_bridge.backends_are_initialized()\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=60)

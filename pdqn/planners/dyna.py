@@ -10,7 +10,7 @@ from typing import Any, Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, Int, PRNGKeyArray
 
 from pdqn.config import Config
 from pdqn.envs import VecEnv
@@ -113,7 +113,9 @@ class Dyna(Planner):
         k_model, k_start, k_imagine, k_gap, k_update = jax.random.split(key, 5)
         model_state, model_metrics = self.model.update(state.model, rollout, k_model)
         step_model = self.model.stepper(model_state)
-        start = self.start(rollout, k_start)
+        k_rows, k_first = jax.random.split(k_start)
+        rows = jax.random.randint(k_rows, (self.num_rollouts,), 0, rollout.reward.size)
+        start = self.start(rollout, rows, k_first)
         imagined = self.imagination.rollout(step_model, learner.q_net, start, k_imagine, self.epsilon(clock))
         gap = self.imagination.bootstrap_gap(step_model, learner.q_net, self.real_steps(rollout, k_gap), k_gap)
         loss = batch_mean_td_loss if self.loss_mean == "batch" else td_loss
@@ -132,14 +134,12 @@ class Dyna(Planner):
         }
         return learner, DynaState(model=model_state), model_metrics | metrics | self.rollout_metrics(imagined)
 
-    def start(self, rollout: Rollout, key: PRNGKeyArray) -> ImaginedStart:
-        """``num_rollouts`` real states drawn across the whole batch; with ``first_action="untaken"`` each
+    def start(self, rollout: Rollout, rows: Int[Array, " rollouts"], key: PRNGKeyArray) -> ImaginedStart:
+        """Imagined rollouts from these rows of the flattened real batch; with ``first_action="untaken"`` each
         rollout's first action is drawn uniformly among those the behaviour policy did not take there."""
-        k_rows, k_action = jax.random.split(key)
-        rows = jax.random.randint(k_rows, (self.num_rollouts,), 0, rollout.reward.size)
         first = None
         if self.first_action == "untaken":
-            other = jax.random.randint(k_action, (self.num_rollouts,), 1, self.num_actions)
+            other = jax.random.randint(key, rows.shape, 1, self.num_actions)
             first = (flatten_time(rollout.action)[rows] + other) % self.num_actions
         return ImaginedStart(obs=flatten_time(rollout.obs)[rows], carry=self.model.start(rollout, rows), first_action=first)
 

@@ -85,7 +85,9 @@ class ValueExpansion(Planner):
     @classmethod
     def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "ValueExpansion":
         dyna = config.dyna
-        imagination = Imagination(horizon=dyna.horizon, binarize=dyna.binarize, on_threshold=dyna.on_threshold)
+        # Cells are sampled from the model's probabilities, so that even one model's samples spread where it is
+        # unsure (a car that may or may not move): that spread is what weights the horizons.
+        imagination = Imagination(horizon=dyna.horizon, binarize="sample")
         return cls(
             model=model,
             fit=fit,

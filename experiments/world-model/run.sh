@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# World-model accuracy on a PQN run's own data: every variant trains its model online, one pass over each update's
+# fresh real batch, while the Q-network learns exactly as PQN does (planning never starts: the delay outlasts
+# training, so every variant sees the same data stream). Model metrics are measured on each update's batch
+# before the model trains on it. 1M env steps, seed 0. Reproduce from the repository root:
+#   bash experiments/world-model/run.sh && python experiments/world-model/summarise.py
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=experiments/world-model/runs
+GAMES=${GAMES:-"breakout space_invaders freeway asterix seaquest"}
+# Planning never starts (delay > 245 updates); the imagination the planner still computes is made tiny.
+COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 1 --seed 0 --eval-envs 32 --no-episode-gif
+        --dyna.planning-delay 100000 --dyna.horizon 1 --dyna.num-rollouts 20 --dyna.plan-minibatches 1)
+ONE=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None)
+source experiments/train_point.sh
+point() {  # point LABEL GAME ARGS...
+  local name=$1 game=$2; shift 2
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
+  train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" --track.experiment "$name" "$@"
+}
+for game in $GAMES; do
+  point mlp128-ens3 "$game"                                   # today's default model
+  point mlp128 "$game" "${ONE[@]}"
+  point mlp256 "$game" "${ONE[@]}" --dyna.model-hidden 256
+  point mlp256-epochs2 "$game" "${ONE[@]}" --dyna.model-hidden 256 --dyna.model-epochs 2
+  point conv32 "$game" "${ONE[@]}" --dyna.architecture conv --dyna.model-features 32
+done

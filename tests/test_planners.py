@@ -1,0 +1,80 @@
+"""The planners beside Dyna: value expansion (hand-computed targets) and counterfactual first actions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pdqn.planners.value_expansion import horizon_values, weighted_target
+from pdqn.planning import ImaginedRollout
+from pdqn.rollout import collect
+from pdqn.train import Trainer
+from tests.conftest import tiny_config
+
+
+def column(*values):
+    return jnp.asarray(values)[:, None]
+
+
+def test_horizon_values_sum_imagined_rewards_then_bootstrap_and_stop_at_a_termination():
+    # H = 3 steps of one rollout: rewards 1, 2, 4; the second step terminates.
+    imagined = ImaginedRollout(
+        obs=jnp.zeros((3, 1, 2, 2, 1)),
+        action=jnp.zeros((3, 1), jnp.int32),
+        reward=column(1.0, 2.0, 4.0),
+        terminated=column(False, True, False),
+        alive=column(True, True, False),
+        trusted=column(True, True, True),
+        disagreeing_cells=column(0, 0, 0),
+        uncertain_cells=column(0, 0, 0),
+        q_next_max=column(10.0, 20.0, 30.0),
+    )
+    gamma = 0.5
+    expected = [
+        1.0 + gamma * 10.0,  # V_1 = r_0 + gamma q_0
+        1.0 + gamma * 2.0,  # V_2 = r_0 + gamma r_1, then nothing: the second step terminated
+        1.0 + gamma * 2.0,  # V_3: the third step is past the end
+    ]
+    np.testing.assert_allclose(horizon_values(imagined, gamma)[:, 0], expected, rtol=1e-6)
+
+
+def test_weighted_target_trusts_agreeing_samples_and_falls_back_where_they_disagree():
+    model_free = jnp.asarray([1.0, 1.0, 1.0])
+    # Two samples x one horizon x three transitions: the first agree on 3, the second disagree (2 vs 4, variance 1),
+    # the third agree but are not valid (a time-limit cut).
+    expanded = jnp.asarray([[[3.0, 2.0, 3.0]], [[3.0, 4.0, 3.0]]])
+    valid = jnp.asarray([True, True, False])
+    target, model_free_weight, spread = weighted_target(model_free, expanded, valid, floor=0.5)
+    # weights: model-free 1 / 0.5 = 2; horizon 1 / (0 + 0.5) = 2 (agree), 1 / (1 + 0.5) = 2/3 (disagree), 0 (invalid)
+    np.testing.assert_allclose(target, [(2 * 1 + 2 * 3) / 4, (2 * 1 + (2 / 3) * 3) / (2 + 2 / 3), 1.0], rtol=1e-6)
+    np.testing.assert_allclose(model_free_weight, [0.5, 2 / (2 + 2 / 3), 1.0], rtol=1e-6)
+    np.testing.assert_allclose(spread, [0.0, 1.0, 0.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["learned", "oracle"])
+def test_value_expansion_is_the_compute_matched_update_until_planning_starts(model):
+    config = tiny_config(alg="pdqn", log_every=3, dyna=dict(planner="value_expansion", model=model, planning_delay=2))
+    trainer = Trainer(config)
+    _, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(3))
+    shift = np.asarray(metrics["expansion_target_shift"])[0]
+    np.testing.assert_array_equal(np.asarray(metrics["planning_active"])[0], [0, 0, 1])
+    np.testing.assert_array_equal(shift[:2], 0.0)  # before the delay: the model-free targets exactly
+    assert shift[2] != 0.0
+    weight = np.asarray(metrics["expansion_model_free_weight"])[0]
+    assert np.all((weight > 0) & (weight <= 1))
+    assert np.all(np.isfinite(np.asarray(metrics["expanded_td_loss"])))
+
+
+def test_untaken_first_actions_are_never_the_behaviour_action_at_that_state():
+    config = tiny_config(alg="pdqn", dyna=dict(first_action="untaken", horizon=1))
+    trainer = Trainer(config)
+    state = trainer.init(jax.random.PRNGKey(0))
+    _, rollout = collect(
+        trainer.env, state.learner.q_net, state.envs, jax.random.PRNGKey(1), epsilon=jnp.asarray(1.0), num_steps=8
+    )
+    rows = jnp.arange(rollout.reward.size)
+    first = np.asarray(trainer.planner.start(rollout, rows, jax.random.PRNGKey(2)).first_action)
+    taken = np.asarray(rollout.action).reshape(-1)
+    assert np.all(first != taken) and np.all((first >= 0) & (first < trainer.env.num_actions))
+    # With 3 Breakout actions, both other actions are drawn.
+    assert {int(a) for a in (first - taken) % 3} == {1, 2}
