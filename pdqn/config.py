@@ -201,7 +201,7 @@ class DynaConfig:
     """How an imagined minibatch's TD loss is averaged: "trusted" over its live trusted transitions
     (every imagined step is full-size), "batch" over all its rows (a minibatch that is mostly untrusted
     or past termination moves the network proportionally less)."""
-    expansion_samples: int = 3
+    expansion_samples: int = 2
     """value_expansion: imagined rollouts per real next state (fresh ensemble draws, cells sampled from the
     predicted probabilities); their spread in value weights each horizon."""
     value_variance_floor: float = 0.01

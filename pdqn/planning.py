@@ -158,7 +158,9 @@ class Imagination(eqx.Module):
             return (next_obs, model_carry, q_next, alive & ~ended, trusted), transition
 
         ones = jnp.ones(start.obs.shape[0], bool)
-        init = (start.obs, start.carry, q_net(start.obs), ones, ones)
+        # Given first actions, Q of the start is not needed (the first action is not chosen from it).
+        q_start = q_net(start.obs) if start.first_action is None else jnp.zeros(jax.eval_shape(q_net, start.obs).shape)
+        init = (start.obs, start.carry, q_start, ones, ones)
         firsts = jnp.arange(self.horizon) == 0
         _, steps = jax.lax.scan(step, init, (jax.random.split(key, self.horizon), firsts))
         return ImaginedRollout(**vars(steps))

@@ -34,6 +34,8 @@ class Rollout(eqx.Module):
     """The true next observation (pre-reset where the episode ended)."""
     q_next_max: Float[Array, "T envs"]
     """max_a Q(next_obs, a) under the behaviour network, the Q(lambda) bootstrap."""
+    greedy_next_action: Int[Array, "T envs"]
+    """argmax_a Q(next_obs, a): where a planner acting greedily from the real next state starts."""
     finished_return: Float[Array, "T envs"]
     finished_length: Int[Array, "T envs"]
     env_state: Any = None
@@ -53,6 +55,7 @@ class Transition(eqx.Module):
     truncated: Bool[Array, " envs"]
     next_obs: Float[Array, "envs height width channels"]
     q_next_max: Float[Array, " envs"]
+    greedy_next_action: Int[Array, " envs"]
     finished_return: Float[Array, " envs"]
     finished_length: Int[Array, " envs"]
     env_state: Any = None
@@ -89,6 +92,7 @@ def collect(
             truncated=out.truncated,
             next_obs=out.final_obs,
             q_next_max=greedy_value(q_boot),
+            greedy_next_action=jnp.argmax(q_boot, axis=-1),
             finished_return=out.finished_return,
             finished_length=out.finished_length,
             env_state=envs.state if keep_env_states else None,

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 OUT=experiments/world-model/runs
 GAMES=${GAMES:-"breakout space_invaders freeway asterix seaquest"}
 # Planning never starts (delay > 245 updates); the imagination the planner still computes is made tiny.
-COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 1 --seed 0 --eval-envs 32 --no-episode-gif
+COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 1 --seed 0 --eval-envs 32 --eval-every 1.0 --no-episode-gif
         --dyna.planning-delay 100000 --dyna.horizon 1 --dyna.num-rollouts 20 --dyna.plan-minibatches 1)
 ONE=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None)
 source experiments/train_point.sh

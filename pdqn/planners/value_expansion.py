@@ -135,7 +135,11 @@ class ValueExpansion(Planner):
     ) -> Float[Array, "samples H n"]:
         """``T_h`` for ``h = 1..H`` of every row, once per sample (a row whose real step terminated: its reward)."""
         step_model = self.model.stepper(model_state)
-        start = ImaginedStart(obs=flatten_time(rollout.next_obs)[rows], carry=self.model.start(rollout, rows, after=True))
+        start = ImaginedStart(
+            obs=flatten_time(rollout.next_obs)[rows],
+            carry=self.model.start(rollout, rows, after=True),
+            first_action=flatten_time(rollout.greedy_next_action)[rows],  # greedy at s', known from the real step
+        )
         reward = flatten_time(rollout.reward)[rows]
         terminated: Bool[Array, " n"] = flatten_time(rollout.terminated)[rows]
         greedy = jnp.asarray(0.0, jnp.float32)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Screening the planners of the "planning that pays" issue on tuning seeds 0-2 (the oracle diagnostic's seeds, so
+# its PQN, compute-matched PQN, PDQN and oracle-Dyna runs are this screen's baselines), all five games, 1M env
+# steps, greedy evaluation over 128 episodes every 10 % and at the end. Reproduce from the repository root:
+#   bash experiments/planner-screen/run.sh        (finished points are skipped, stopped ones resumed)
+#   ONLY="ve" GAMES="breakout" bash experiments/planner-screen/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=experiments/planner-screen/runs
+GAMES=${GAMES:-"asterix freeway breakout space_invaders seaquest"}
+COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128 --eval-every 0.1)
+ONE=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None)
+source experiments/train_point.sh
+point() {  # point LABEL GAME ARGS...
+  local name=$1 game=$2; shift 2
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
+  train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" --track.experiment "$name" "$@"
+}
+for game in $GAMES; do
+  # value expansion: 20 extra minibatches on real transitions (as compute-matched PQN) toward targets expanded by
+  # 2 imagined greedy steps from the real next state, 2 sampled rollouts, weighted by their spread in value
+  point ve "$game" --dyna.planner value_expansion --dyna.horizon 2 "${ONE[@]}"
+  point ve-oracle "$game" --dyna.planner value_expansion --dyna.horizon 2 --dyna.model oracle  # its ceiling: a perfect model
+  # counterfactual Dyna: one imagined step per real state, for an action the behaviour policy did not take there
+  point dyna-untaken "$game" --dyna.first-action untaken --dyna.horizon 1 --dyna.num-rollouts 2580
+done
