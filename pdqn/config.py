@@ -66,9 +66,9 @@ class PQNConfig:
     num_minibatches: int = 32
     """Minibatches per epoch; must divide num_envs * num_steps."""
     extra_minibatches: int = 0
-    """Compute-matched control: extra real-data gradient steps per update, each on a fresh
-    minibatch of the batch (0 = plain PQN). Set it to dyna.plan_epochs * dyna.plan_minibatches
-    to give PQN as many extra gradient steps as PDQN's imagined updates."""
+    """Compute-matched control: extra real-data gradient steps per update, each on a fresh minibatch of the batch
+    (0 = plain PQN; more than num_minibatches take further shuffled passes). dyna.plan_epochs * dyna.plan_minibatches
+    gives PQN as many extra gradient steps as PDQN's imagined updates; more, as many as fit in PDQN's time."""
     lr: float = 5e-4
     """Adam (RAdam) learning rate."""
     lr_linear_decay: bool = True
@@ -100,10 +100,10 @@ class PQNConfig:
             ("num_envs", "num_steps", "num_epochs", "num_minibatches", "hidden_size", "conv_features"),
         )
         _require(
-            isinstance(self.extra_minibatches, int) and 0 <= self.extra_minibatches <= self.num_minibatches,
+            isinstance(self.extra_minibatches, int) and 0 <= self.extra_minibatches <= 16 * self.num_minibatches,
             p + "extra_minibatches",
             self.extra_minibatches,
-            f"an integer in [0, num_minibatches={self.num_minibatches}]",
+            f"an integer in [0, 16 * num_minibatches={16 * self.num_minibatches}]",
         )
         _require(
             self.batch_size % self.num_minibatches == 0,

@@ -74,9 +74,11 @@ def flatten_time(x: Array) -> Array:
 
 
 def subsample(key: PRNGKeyArray, data: Any, size: int) -> Any:
-    """``size`` rows of a flat batch, drawn without replacement."""
-    rows = jax.random.permutation(key, jax.tree.leaves(data)[0].shape[0])[:size]
-    return jax.tree.map(lambda x: x[rows], data)
+    """``size`` rows of a flat batch: shuffled passes over it, so no row repeats before every row was drawn."""
+    rows = jax.tree.leaves(data)[0].shape[0]
+    passes = -(-size // rows)
+    order = jnp.concatenate([jax.random.permutation(k, rows) for k in jax.random.split(key, passes)])[:size]
+    return jax.tree.map(lambda x: x[order], data)
 
 
 def real_batch(rollout: Rollout, gamma: float, td_lambda: float) -> QBatch:
@@ -93,8 +95,8 @@ def real_batch(rollout: Rollout, gamma: float, td_lambda: float) -> QBatch:
 
 
 class RealUpdate(eqx.Module):
-    """PQN's update on the real batch: epochs x minibatches, then (the compute-matched control) extra
-    minibatches drawn from the same batch."""
+    """PQN's update on the real batch: epochs x minibatches, then (the compute- and wall-clock-matched controls)
+    extra minibatches drawn from the same batch, in shuffled passes when there are more than one epoch's worth."""
 
     fit: QFit
     gamma: float = eqx.field(static=True)

@@ -52,3 +52,15 @@ def test_minibatches_without_weight_leave_network_and_optimiser_unchanged():
         np.testing.assert_array_equal(a, b)
     moved, _, _ = sgd_epochs(td_loss, optimiser, net, opt_state, batch(1.0), key=key, learning_rate=jnp.asarray(1e-2), num_epochs=1, num_minibatches=2)
     assert not all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(net), jax.tree.leaves(moved)))
+
+
+def test_extra_minibatches_beyond_one_epoch_draw_shuffled_passes():
+    """The wall-clock-matched control can take more extra steps than a batch holds: every row is drawn once per
+    pass before any repeats."""
+    from pdqn.learner import subsample
+
+    data = jnp.arange(10)
+    drawn = np.asarray(subsample(jax.random.PRNGKey(0), data, 25))
+    assert sorted(drawn[:10]) == list(range(10)) and sorted(drawn[10:20]) == list(range(10))
+    assert len(set(drawn[20:])) == 5
+    assert not np.array_equal(drawn[:10], drawn[10:20])  # each pass is shuffled afresh
