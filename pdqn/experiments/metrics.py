@@ -13,7 +13,9 @@ GROUPS = {
     "A learned world model (`--dyna.model learned`)": metrics.LEARNED_MODEL_METRICS,
     "The Dyna planner (`--dyna.planner dyna`, the PDQN default)": metrics.DYNA_METRICS
     + (metrics.IMAGINED_DISAGREEING_CELLS, metrics.IMAGINED_UNCERTAIN_CELLS),
-    "The value-expansion planner (`--dyna.planner value_expansion`)": metrics.VALUE_EXPANSION_METRICS,
+    "The value-expansion planner (`--dyna.planner value_expansion`; also `planning_active`)": tuple(
+        m for m in metrics.VALUE_EXPANSION_METRICS if m is not metrics.PLANNING_ACTIVE
+    ),
 }
 
 
