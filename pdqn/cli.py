@@ -10,8 +10,8 @@ import sys
 import textwrap
 import types
 import typing
-from collections.abc import Sequence
-from contextlib import redirect_stderr
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stderr
 from typing import Any, NoReturn, TypeVar
 
 import tyro
@@ -20,12 +20,25 @@ from pdqn.config import ConfigError
 
 T = TypeVar("T")
 USAGE_ERROR = 2
+INTERRUPTED = 130
+"""The shell's status for a command ended by SIGINT (128 + 2)."""
 
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` on one line and exit with status 2."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(USAGE_ERROR)
+
+
+@contextmanager
+def interruptible(command: str) -> Iterator[None]:
+    """Ctrl-C inside the block ends the command with one line and status 130 instead of a traceback (for the
+    commands that write nothing until they are done: evaluate, benchmark)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"{command}: stopped by SIGINT; nothing was written", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
 
 
 def parse(

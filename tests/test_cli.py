@@ -6,7 +6,7 @@ import json
 import re
 import subprocess
 import sys
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 
 import polars as pl
 import pytest
@@ -89,6 +89,20 @@ def test_help_names_the_program_as_run_and_reads_as_flowing_text(name, monkeypat
     text = rendered_help(name, monkeypatch)
     assert text.startswith(f"usage: python -m pdqn.experiments.{name} ")
     assert premature_line_breaks(text) == []
+
+
+def test_ctrl_c_during_a_benchmark_is_one_line_exit_130(monkeypatch):
+    from pdqn.experiments import benchmark
+
+    def interrupted(bench):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmark, "measure", interrupted)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+        benchmark.main(["--alg", "pqn"])
+    assert exit_.value.code == 130 and out.getvalue() == ""
+    assert err.getvalue().strip() == "benchmark: stopped by SIGINT; nothing was written"
 
 
 def test_help_documents_resume(monkeypatch):

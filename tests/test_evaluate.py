@@ -175,3 +175,15 @@ def test_a_bad_gif_path_is_one_error_line_from_the_cli(trained, tmp_path):
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and ".gif" in lines[0], proc.stderr
     assert existing.read_bytes() == b"not touched"
+
+
+@pytest.mark.parametrize("gif", [False, True])
+def test_ctrl_c_while_playing_is_one_line_exit_130_and_writes_nothing(trained, tmp_path, monkeypatch, gif):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "record_gif" if gif else "score", interrupted)
+    path = tmp_path / "episode.gif"
+    code, out, err = call(str(trained), *(["--gif", str(path)] if gif else []))
+    assert code == 130 and out == "" and err.strip() == "evaluate: stopped by SIGINT; nothing was written", err
+    assert not path.exists()

@@ -14,7 +14,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from pdqn.cli import parse
+from pdqn.cli import interruptible, parse
 from pdqn.config import Config, DynaConfig, GameName, PQNConfig
 from pdqn.planners import Clock
 from pdqn.rollout import collect
@@ -161,7 +161,8 @@ def parse_args(args: Sequence[str]) -> Benchmark:
 
 def main(args: list[str] | None = None) -> int:
     bench = parse_args(sys.argv[1:] if args is None else args)
-    print(json.dumps(measure(bench), indent=2))
+    with interruptible("benchmark"):
+        print(json.dumps(measure(bench), indent=2))
     return 0
 
 

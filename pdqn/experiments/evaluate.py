@@ -30,7 +30,7 @@ from typing import Annotated, Any
 import numpy as np
 import tyro
 
-from pdqn.cli import fail, parse
+from pdqn.cli import fail, interruptible, parse
 from pdqn.config import Config, ConfigError
 
 @dataclasses.dataclass(frozen=True)
@@ -217,6 +217,12 @@ def parse_args(args: Sequence[str]) -> EvalArgs:
 
 def main(args: list[str] | None = None) -> int:
     options = parse_args(sys.argv[1:] if args is None else args)
+    with interruptible("evaluate"):
+        return evaluate(options)
+
+
+def evaluate(options: EvalArgs) -> int:
+    """Load the run's final policy, then score it or record its GIF; print the result as one JSON object."""
     from pdqn.checkpoint import CheckpointError, load_policy, select_seed
     from pdqn.render import RenderError, check_gif_path
 
