@@ -3,6 +3,7 @@ read as flowing prose."""
 
 import ast
 import dataclasses
+import functools
 import inspect
 import io
 import re
@@ -76,8 +77,10 @@ def summarise_tyro_error(text: str) -> str:
 # ---- help texts -------------------------------------------------------------------------
 
 
+@functools.cache
 def field_docstrings(cls: type) -> dict[str, str]:
-    """Each field's docstring: the string literal right after the field's annotated assignment."""
+    """Each field's docstring: the string literal right after the field's annotated assignment (read from the
+    source once per class: every parse of a command line asks again)."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError, SyntaxError):  # no source (e.g. a class made at run time)

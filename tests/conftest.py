@@ -1,4 +1,9 @@
-"""Shared fixtures. A persistent XLA cache makes repeated compiles (also in CLI subprocesses) cheap."""
+"""Shared fixtures. The suite is bound by XLA compiling its tiny programs (running them takes milliseconds), so a
+persistent XLA cache makes a program compiled once (also in CLI subprocesses, which inherit it) cheap to
+compile again; CI starts it cold, so tests that train share configs where they can (same config, same program).
+(Compiling without LLVM's optimisations was tried and rejected: two programs that shard the same seeds
+differently then no longer agree bitwise on the schedules' epsilon and learning rate.)
+"""
 
 import os
 import tempfile
@@ -75,3 +80,17 @@ def stop_process_group(proc, timeout: float = 30.0) -> None:
             break
         time.sleep(0.05)
     proc.wait(timeout=5)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """For an entry point called in-process with input it must refuse: should it go on to train (a default-sized
+    run) or to join a multi-process run (waiting for processes that never come), the test fails at once."""
+    import pdqn.runner
+    from pdqn.experiments import minatar
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command went on to train or to start a multi-process run instead of refusing")
+
+    monkeypatch.setattr(pdqn.runner, "run", refuse)
+    monkeypatch.setattr(minatar, "start_distributed", refuse)

@@ -2,8 +2,6 @@
 
 import io
 import json
-import subprocess
-import sys
 from contextlib import redirect_stderr
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from pdqn.checkpoint import CheckpointError
 from pdqn.experiments import minatar
 from pdqn.runner import initial_eval_key
 from pdqn.train import Trainer
-from tests.conftest import REPO, cli_env, tiny_config
+from tests.conftest import tiny_config
 
 
 def progress(update: int, rows: int = 0) -> dict:
@@ -162,7 +160,7 @@ def snapshot(folder: Path) -> dict:
     "case",
     ["bitflip", "version", "config-json", "no-config", "missing-dir", "extra-flags", "finished", "no-dir-arg"],
 )
-def test_resume_bad_input_is_one_line_exit_2_and_changes_nothing(saved, tmp_path, case):
+def test_resume_bad_input_is_one_line_exit_2_and_changes_nothing(saved, tmp_path, case, no_training):
     run_dir, config, _ = saved
     import shutil
 
@@ -193,7 +191,7 @@ def test_resume_bad_input_is_one_line_exit_2_and_changes_nothing(saved, tmp_path
     assert snapshot(copy) == before
 
 
-def test_new_run_refuses_a_dir_with_checkpoints(saved):
+def test_new_run_refuses_a_dir_with_checkpoints(saved, no_training):
     run_dir, _, _ = saved
     before = snapshot(run_dir)
     code, err = run_main(["--run-dir", str(run_dir), "--track.off"])
@@ -201,14 +199,11 @@ def test_new_run_refuses_a_dir_with_checkpoints(saved):
     assert snapshot(run_dir) == before
 
 
-def test_unwritable_run_dir_cli(tmp_path):
+def test_unwritable_run_dir_cli(tmp_path, no_training):
     blocker = tmp_path / "file"
     blocker.write_text("precious")
-    result = subprocess.run(
-        [sys.executable, "-m", "pdqn.experiments.minatar", "--run-dir", str(blocker / "sub"), "--track.off"],
-        capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=120,
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "not writable" in lines[0], result.stderr
-    assert "Traceback" not in result.stderr and blocker.read_text() == "precious"
+    code, err = run_main(["--run-dir", str(blocker / "sub"), "--track.off"])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "not writable" in lines[0], err
+    assert "Traceback" not in err and blocker.read_text() == "precious"

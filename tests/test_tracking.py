@@ -8,15 +8,17 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import redirect_stderr
 from pathlib import Path
 
 import aim
 import numpy as np
 import polars as pl
 import pytest
-from conftest import cli_env, stop_process_group, tiny_config
+from conftest import stop_process_group, tiny_config
 
 from pdqn.config import TrackConfig
+from pdqn.experiments import minatar
 from pdqn.hooks import RunInfo
 from pdqn.metrics import TARGET_RETURN
 from pdqn.rundir import AIM_RUNS_FILE, METRICS_FILE
@@ -125,17 +127,16 @@ def test_track_off_makes_no_hooks(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_unwritable_repository_is_a_one_line_error(tmp_path):
+def test_unwritable_repository_is_a_one_line_error(tmp_path, no_training):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pdqn.experiments.minatar", "--total-timesteps", "64", "--pqn.num-envs", "8",
-         "--pqn.num-steps", "8", "--pqn.num-minibatches", "4", "--run-dir", str(tmp_path / "run"),
-         "--track.repo", str(blocker / ".aim")],
-        capture_output=True, text=True, env=cli_env(), timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    args = ["--total-timesteps", "64", "--pqn.num-envs", "8", "--pqn.num-steps", "8", "--pqn.num-minibatches", "4",
+            "--run-dir", str(tmp_path / "run"), "--track.repo", str(blocker / ".aim")]  # fmt: skip
+    err = io.StringIO()
+    with redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+        minatar.main(args)
+    assert exit_.value.code == 2, err.getvalue()
+    errors = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
     assert errors and "not writable" in errors[0] and str(blocker) in errors[0]
     assert not (tmp_path / "run" / METRICS_FILE).exists()
 
