@@ -14,3 +14,10 @@ train_point() {
   rm -rf "$dir"
   python -m pdqn.experiments.minatar --run-dir "$dir" "$@" 2>&1 | tail -n 1
 }
+# point LABEL GAME ARGS...: one variant of a grid script on one game, trained into $OUT/GAME-LABEL with the script's
+# COMMON flags and its label as the Aim experiment; ONLY="LABEL ..." restricts a script to those labels.
+point() {
+  local name=$1 game=$2; shift 2
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
+  train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" --track.experiment "$name" "$@"
+}

@@ -12,11 +12,6 @@ OUT=experiments/oracle-diagnostic/runs
 GAMES=${GAMES:-"asterix freeway breakout space_invaders seaquest"}
 COMMON=(--total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128)
 source experiments/train_point.sh
-point() {  # point LABEL GAME ARGS...
-  local name=$1 game=$2; shift 2
-  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
-  train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" --track.experiment "$name" "$@"
-}
 for game in $GAMES; do
   point pdqn "$game" --alg pdqn
   point pdqn-oracle "$game" --alg pdqn --dyna.model oracle

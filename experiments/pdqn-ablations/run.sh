@@ -17,11 +17,6 @@ OUT=experiments/pdqn-ablations/runs
 GAMES=${GAMES:-"space_invaders"}
 COMMON=(--total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128)
 source experiments/train_point.sh
-point() {  # point LABEL GAME ARGS...
-  local name=$1 game=$2; shift 2
-  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
-  train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" --track.experiment "$name" "$@"
-}
 for game in $GAMES; do
   point pqn "$game" --alg pqn
   # ensemble of 3 models; trust a step while the members' next observations differ in at most 1 cell

@@ -11,11 +11,6 @@ GAMES=${GAMES:-"asterix freeway breakout space_invaders seaquest"}
 COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128 --eval-every 0.1)
 ONE=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None)
 source experiments/train_point.sh
-point() {  # point LABEL GAME ARGS...
-  local name=$1 game=$2; shift 2
-  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
-  train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" --track.experiment "$name" "$@"
-}
 for game in $GAMES; do
   # value expansion: 20 extra minibatches on real transitions (as compute-matched PQN) toward targets expanded by
   # 2 imagined greedy steps from the real next state, 2 sampled rollouts, weighted by their spread in value

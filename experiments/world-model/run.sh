@@ -13,11 +13,6 @@ COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 1 --seed 0 --eval-envs 
         --dyna.planning-delay 100000 --dyna.horizon 1 --dyna.num-rollouts 20 --dyna.plan-minibatches 1)
 ONE=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None)
 source experiments/train_point.sh
-point() {  # point LABEL GAME ARGS...
-  local name=$1 game=$2; shift 2
-  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
-  train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" --track.experiment "$name" "$@"
-}
 for game in $GAMES; do
   point mlp128-ens3 "$game"                                   # today's default model
   point mlp128 "$game" "${ONE[@]}"
