@@ -181,10 +181,10 @@ class DynaConfig:
     """Minibatches per imagined epoch; must divide horizon * num_rollouts."""
     planning_delay: int = 20
     """Updates before imagination starts (the model trains from the first update)."""
-    binarize: Literal["threshold", "sample"] = "threshold"
-    """How imagined next observations are binarised before they are fed back."""
     on_threshold: float = 0.5
-    """With binarize="threshold": an imagined cell is on when its predicted probability exceeds this. At 0.5
+    """dyna: an imagined cell is on when its predicted probability exceeds this (imagined frames are thresholded
+    before they are fed back; drawing each cell from its probability instead was rejected: experiments/pdqn-ablations,
+    fourth round). At 0.5
     an object whose next position the model is unsure of can vanish (every candidate cell below 0.5):
     thresholded predictions have 3-16 % fewer cells on than the real frames (experiments/pdqn-ablations)."""
     max_cell_uncertainty: float = 0.5

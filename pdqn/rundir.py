@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pdqn.config import CheckpointConfig, Config, DynaConfig, PQNConfig, TrackConfig
+from pdqn.config import CheckpointConfig, Config, ConfigError, DynaConfig, PQNConfig, TrackConfig
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.parquet"
@@ -113,6 +113,22 @@ this value, not with today's default (any other missing option takes its default
 REPLACED_VALUES: dict[str, dict[Any, Any]] = {"log_every": {0: None}}
 """Top-level values an older version wrote for what is now spelled otherwise (0 = automatic -> None)."""
 
+REMOVED_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
+    "dyna": {"binarize": ("threshold", "sampled imagined cells were rejected by experiments/pdqn-ablations")},
+}
+"""Options removed after the evidence rejected them: the value that every run now has, and why. A config saved with
+that value loads without the option; one saved with another value ran something this version cannot rebuild."""
+
+
+def without_removed_options(name: str, section: dict[str, Any]) -> dict[str, Any]:
+    """``section`` (the saved ``name`` group) without the options removed since (ConfigError for a value that is
+    no longer possible)."""
+    section = dict(section)
+    for option, (kept, why) in REMOVED_OPTIONS.get(name, {}).items():
+        if option in section and section.pop(option) != kept:
+            raise ConfigError(f"{name}.{option} was removed ({why}); only {kept!r} runs now")
+    return section
+
 NESTED = {"pqn": PQNConfig, "dyna": DynaConfig, "track": TrackConfig, "checkpoint": CheckpointConfig}
 
 
@@ -127,7 +143,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         if name in data:
             if not isinstance(data[name], dict):
                 raise TypeError(f"{name} must be an object")
-            data[name] = cls(**(LEGACY_VALUES.get(name, {}) | data[name]))
+            data[name] = cls(**(LEGACY_VALUES.get(name, {}) | without_removed_options(name, data[name])))
     if data.get("run_dir") is not None:
         data["run_dir"] = Path(data["run_dir"])
     return Config(**data)

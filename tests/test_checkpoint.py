@@ -207,3 +207,15 @@ def test_unwritable_run_dir_cli(tmp_path, no_training):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "not writable" in lines[0], err
     assert "Traceback" not in err and blocker.read_text() == "precious"
+
+
+def test_a_config_saved_with_a_removed_option_loads_only_with_the_value_every_run_now_has():
+    from pdqn.config import ConfigError
+    from pdqn.rundir import config_dict, config_from_dict
+
+    saved = config_dict(tiny_config(alg="pdqn"))
+    saved["dyna"]["binarize"] = "threshold"  # what every run did, and does now without the option
+    assert config_from_dict(saved) == tiny_config(alg="pdqn")
+    saved["dyna"]["binarize"] = "sample"
+    with pytest.raises(ConfigError, match=r"dyna.binarize was removed \(sampled imagined cells were rejected"):
+        config_from_dict(saved)

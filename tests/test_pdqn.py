@@ -230,11 +230,11 @@ def test_untrusted_imagined_steps_carry_no_weight_and_cut_the_trace():
     np.testing.assert_array_equal(batch.weight, [1.0, 1.0, 0.0])
 
 
-def test_ensemble_sampled_binarisation_planning_epsilon_and_batch_mean_loss_run():
+def test_ensemble_planning_epsilon_and_batch_mean_loss_run():
     config = tiny_config(
         alg="pdqn",
         log_every=2,
-        dyna=dict(ensemble_size=2, binarize="sample", use_plan_eps=True, plan_eps_start=0.5, max_cell_uncertainty=0.4,
+        dyna=dict(ensemble_size=2, use_plan_eps=True, plan_eps_start=0.5, max_cell_uncertainty=0.4,
                   max_uncertain_cells=50, max_disagreeing_cells=3, imagined_loss_mean="batch"),
     )
     trainer = Trainer(config)

@@ -78,7 +78,6 @@ class Dyna(Planner):
         dyna = config.dyna
         imagination = Imagination(
             horizon=dyna.horizon,
-            binarize=dyna.binarize,
             on_threshold=dyna.on_threshold,
             max_cell_uncertainty=dyna.max_cell_uncertainty,
             max_uncertain_cells=dyna.max_uncertain_cells,
