@@ -231,7 +231,8 @@ def progress_line(
     for metric in metrics:
         if metric.show is not None:
             label, spec = metric.show
-            parts.append(f"{label} {latest[metric.name].mean():{spec}}")
+            value = latest[metric.name].drop_nans().mean()  # NaN while a metric waits (e.g. planning's delay)
+            parts.append(f"{label} {value:{spec}}" if isinstance(value, float) and math.isfinite(value) else f"{label} –")
     return " | ".join(parts)
 
 
