@@ -52,8 +52,11 @@ def differences(report: Path, better: str, names: dict[str, str]) -> str:
     return "; ".join(parts)
 
 
-def games_in(report: Path) -> int:
-    return pl.read_parquet(report / "table.parquet")["game"].n_unique()
+def coverage(report: Path) -> str:
+    """Which games the report holds, said only where it is not all of them."""
+    games = set(pl.read_parquet(report / "table.parquet")["game"])
+    missing = [game for game in GAMES if game not in games]
+    return f"; not run yet: {', '.join(missing)}" if missing else ""
 
 
 def block() -> str:
@@ -69,8 +72,8 @@ def block() -> str:
 IQM difference of normalised return (0 = random policy, 1 = PQN's study score), PDQN minus the others, 95 %
 stratified-bootstrap CI: {study_diff}.
 
-**Perfect-model diagnostic** (`experiments/oracle-diagnostic/`, tuning seeds 0-2, {games_in(DIAGNOSTIC)} of 5
-games so far): the same planner with the real game as its model.
+**Perfect-model diagnostic** (`experiments/oracle-diagnostic/`, tuning seeds 0-2{coverage(DIAGNOSTIC)}): the same
+planner with the real game as its model.{" A dash: that run has not finished." if "–" in diagnostic else ""}
 
 {diagnostic}
 
