@@ -136,8 +136,9 @@ def test_gif_defaults_to_one_episode_at_the_games_step_limit(trained, tmp_path):
     path = tmp_path / "one.gif"
     code, out, err = call(str(trained), "--gif", str(path))
     assert code == 0, err
-    recorded = json.loads(out)["gif"]
+    recorded = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))["gif"]
     assert len(recorded["episodes"]) == 1 and recorded["max_steps"] == 1000 and 1 <= recorded["steps"][0] <= 1000
+    assert recorded["stderr"] is None  # one episode: no spread
     with Image.open(path) as gif:
         assert gif.n_frames == recorded["steps"][0]
 

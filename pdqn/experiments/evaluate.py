@@ -83,7 +83,8 @@ class EvalArgs:
 
 def summary(returns: np.ndarray) -> dict[str, Any]:
     returns = np.asarray(returns, np.float64)
-    stderr = float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else float("nan")
+    # null for one episode (no spread to measure): NaN is not JSON, and jq and most parsers refuse it
+    stderr = float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else None
     return {"mean": float(returns.mean()), "stderr": stderr, "episodes": returns.tolist()}
 
 
