@@ -1,6 +1,18 @@
 """A markdown table of per-game results and the cross-game aggregates, ready to paste into README.md."""
 
+import re
+from pathlib import Path
+
 import polars as pl
+
+
+def replace_marked(document: Path, name: str, text: str) -> None:
+    """Put ``text`` between ``<!-- name -->`` and ``<!-- /name -->`` in ``document`` (ValueError without them)."""
+    old = document.read_text()
+    pattern = rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->"
+    if not re.search(pattern, old, flags=re.S):
+        raise ValueError(f"{document} has no <!-- {name} --> ... <!-- /{name} --> markers")
+    document.write_text(re.sub(pattern, lambda _: f"<!-- {name} -->\n{text}\n<!-- /{name} -->", old, flags=re.S))
 
 
 def _cell(row: dict, policy: str) -> str:

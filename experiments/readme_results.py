@@ -6,11 +6,11 @@ the held-out low-data study (experiments/study-1m/report-candidate) and the perf
 """
 
 import json
-import re
 from pathlib import Path
 
 import polars as pl
 
+from analysis.table import replace_marked
 from pdqn.config import GAMES
 
 STUDY = Path("experiments/study-1m/report-candidate")
@@ -81,12 +81,7 @@ IQM difference, PDQN with the perfect model minus the others: {diagnostic_diff}.
 
 
 def main() -> None:
-    text = README.read_text()
-    new = re.sub(r"<!-- results -->.*?<!-- /results -->", lambda _: f"<!-- results -->\n{block()}\n<!-- /results -->",
-                 text, flags=re.S)  # fmt: skip
-    if new == text and "<!-- results -->" not in text:
-        raise SystemExit("error: README.md has no <!-- results --> markers")
-    README.write_text(new)
+    replace_marked(README, "results", block())
 
 
 if __name__ == "__main__":

@@ -402,3 +402,14 @@ def test_random_policy_plays_one_whole_episode_per_environment_and_rejects_unkno
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --games: unknown game(s) pong")
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_replace_marked_rewrites_only_between_its_markers_and_refuses_a_document_without_them(tmp_path):
+    from analysis.table import replace_marked
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- results -->\nold\n<!-- /results -->\noutro\n")
+    replace_marked(doc, "results", "new $1 \\1")  # replacement text is taken literally
+    assert doc.read_text() == "intro\n<!-- results -->\nnew $1 \\1\n<!-- /results -->\noutro\n"
+    with pytest.raises(ValueError, match="no <!-- other -->"):
+        replace_marked(doc, "other", "x")
