@@ -139,11 +139,13 @@ class PQNConfig:
 class DynaConfig:
     """PDQN planning: a world model and imagined Q(lambda) updates (used by --alg pdqn)."""
 
-    planner: Literal["dyna", "value_expansion"] = "dyna"
+    planner: Literal["dyna", "value_expansion", "counterfactual"] = "dyna"
     """How the world model trains the Q-network: "dyna" (imagined rollouts from real states, with Q(lambda)
     updates of their own after the real ones) or "value_expansion" (plan_minibatches extra steps on real
     transitions, toward targets expanded by horizon imagined greedy steps from the real next state and weighted
-    by the model's disagreement in value). Planners live in pdqn/planners/."""
+    by the model's disagreement in value) or "counterfactual" (plan_minibatches extra steps on real transitions, a
+counterfactual_share of whose rows are one-step model transitions for actions the behaviour policy did not take).
+Planners live in pdqn/planners/."""
     model: Literal["learned", "oracle"] = "learned"
     """The world model the planner imagines with: "learned" (the ensemble below, trained on every update's real
     batch) or "oracle" (the real game stepped from the rollout's real states: a perfect model, the ceiling of
@@ -207,6 +209,9 @@ class DynaConfig:
     value_variance_floor: float = 0.01
     """value_expansion: weight of a horizon = 1 / (its value variance over the samples + this floor); the
     model-free target has weight 1 / floor, so a smaller floor trusts agreeing samples more."""
+    counterfactual_share: float = 0.25
+    """counterfactual: share of the planner's minibatch rows that are counterfactual one-step transitions (the rest
+    are real transitions with their Q(lambda) targets, as in the compute-matched control)."""
     first_action: Literal["policy", "untaken"] = "policy"
     """dyna: the first imagined action of each rollout: the behaviour policy's ("policy"), or one drawn uniformly
     among the actions the behaviour policy did not take at that real state ("untaken": counterfactual
@@ -239,6 +244,8 @@ class DynaConfig:
         _require(math.isfinite(uncertainty) and 0.0 <= uncertainty <= 0.5, p + "max_cell_uncertainty", uncertainty, "in [0, 0.5]")
         _require(math.isfinite(threshold) and 0.0 < threshold < 1.0, p + "on_threshold", threshold, "in (0, 1)")
         _require(math.isfinite(fraction) and 0.0 < fraction <= 1.0, p + "model_fraction", fraction, "in (0, 1]")
+        share = self.counterfactual_share
+        _require(math.isfinite(share) and 0.0 < share <= 1.0, p + "counterfactual_share", share, "in (0, 1]")
         self._check_gate()
 
     def _check_gate(self) -> None:
@@ -418,6 +425,11 @@ class Config:
     def model_batch_size(self) -> int:
         """Real transitions the dynamics model trains on per update."""
         return int(round(self.dyna.model_fraction * self.pqn.batch_size))
+
+    @property
+    def counterfactual_rows_per_minibatch(self) -> int:
+        """Counterfactual rows per planner minibatch (at least one)."""
+        return max(1, round(self.dyna.counterfactual_share * self.pqn.minibatch_size))
 
     @property
     def num_updates(self) -> int:

@@ -153,3 +153,19 @@ VALUE_EXPANSION_METRICS = (
     PLANNING_ACTIVE, EXPANDED_TD_LOSS, EXPANDED_MEAN_Q, EXPANSION_MODEL_FREE_WEIGHT, EXPANSION_TARGET_SHIFT,
     EXPANSION_VALUE_STD,
 )  # fmt: skip
+
+# ---- counterfactual actions -----------------------------------------------------------------------------
+
+COUNTERFACTUAL_TD_LOSS = Metric(
+    "counterfactual_td_loss", IMAGINED, "mean TD loss of the planner's gradient steps (real and counterfactual rows together)",
+    guarded=True, show=("cf-td", ".4f"),
+)  # fmt: skip
+COUNTERFACTUAL_MEAN_Q = Metric("counterfactual_mean_q", IMAGINED, "mean Q(s, a) over those steps' rows", guarded=True)
+COUNTERFACTUAL_TARGET_GAP = Metric("counterfactual_target_gap", IMAGINED, "mean one-step target of the counterfactual rows minus Q(s, a') before the steps (negative: the Q-network overvalues the untaken actions)")
+COUNTERFACTUAL_REWARD_RATE = Metric("counterfactual_reward_rate", IMAGINED, "mean predicted reward of the counterfactual transitions")
+COUNTERFACTUAL_TERMINATION_RATE = Metric("counterfactual_termination_rate", IMAGINED, "mean predicted termination probability of the counterfactual transitions")
+
+COUNTERFACTUAL_METRICS = (
+    PLANNING_ACTIVE, COUNTERFACTUAL_TD_LOSS, COUNTERFACTUAL_MEAN_Q, COUNTERFACTUAL_TARGET_GAP,
+    COUNTERFACTUAL_REWARD_RATE, COUNTERFACTUAL_TERMINATION_RATE,
+)  # fmt: skip

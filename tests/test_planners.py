@@ -1,15 +1,18 @@
-"""The planners beside Dyna: value expansion (hand-computed targets) and counterfactual first actions."""
+"""The planners beside Dyna: value expansion (hand-computed targets), counterfactual first actions, and the
+counterfactual planner."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pdqn.planners.counterfactual import Counterfactual, one_step_target, untaken_actions
 from pdqn.planners.value_expansion import horizon_values, weighted_target
 from pdqn.planning import ImaginedRollout
 from pdqn.rollout import collect
 from pdqn.train import Trainer
 from tests.conftest import tiny_config
+from tests.test_pdqn import CHAIN, greedy_chain_rollout
 
 
 def column(*values):
@@ -78,3 +81,52 @@ def test_untaken_first_actions_are_never_the_behaviour_action_at_that_state():
     assert np.all(first != taken) and np.all((first >= 0) & (first < trainer.env.num_actions))
     # With 3 Breakout actions, both other actions are drawn.
     assert {int(a) for a in (first - taken) % 3} == {1, 2}
+
+
+def test_untaken_actions_are_never_the_taken_one_and_cover_all_the_others():
+    taken = jnp.asarray([0, 1, 2, 3, 4] * 400)
+    other = np.asarray(untaken_actions(jax.random.PRNGKey(0), taken, 5))
+    assert np.all(other != np.asarray(taken)) and np.all((other >= 0) & (other < 5))
+    for action in range(5):
+        assert set(other[np.asarray(taken) == action]) == set(range(5)) - {action}
+
+
+def test_one_step_target_discounts_the_greedy_value_by_the_chance_of_going_on():
+    # r + gamma (1 - p) max_a Q(s', a): 1 + 0.5 * 0.75 * 4, and a certain termination keeps the reward alone.
+    q_next = jnp.asarray([[4.0, -1.0], [2.0, 3.0]])
+    target = one_step_target(jnp.asarray([1.0, 0.5]), jnp.asarray([0.25, 1.0]), q_next, gamma=0.5)
+    np.testing.assert_allclose(target, [2.5, 0.5], rtol=1e-6)
+
+
+def test_with_the_oracle_counterfactual_rows_are_real_states_with_the_untaken_action_and_its_real_outcome():
+    # A greedy forward-only rollout on the chain: the one untaken action is "quit", which ends the episode at once
+    # with the quit reward, so every counterfactual target is exactly that reward.
+    config, trainer, q_net, rollout = greedy_chain_rollout()
+    planner = Counterfactual.from_config(config, trainer.env, trainer.planner.model, trainer.real_update.fit)
+    learner = trainer.real_update.fit.init(q_net)
+    batch, metrics = planner.imagine(learner, None, rollout, jax.random.PRNGKey(5))
+    assert batch.target.shape == (config.dyna.plan_minibatches * config.counterfactual_rows_per_minibatch,)
+    np.testing.assert_array_equal(batch.action, 1)
+    np.testing.assert_allclose(batch.target, CHAIN.quit_reward, rtol=1e-6)
+    real_states = {tuple(np.asarray(o).ravel()) for o in rollout.obs.reshape(-1, *rollout.obs.shape[2:])}
+    assert all(tuple(np.asarray(o).ravel()) in real_states for o in batch.obs)
+    assert float(metrics["counterfactual_termination_rate"]) == pytest.approx(1.0)
+    # The gap says how far Q(s, quit) was from the truth before any step: the targets minus the network's values.
+    q_quit = q_net(batch.obs)[:, 1]
+    assert float(metrics["counterfactual_target_gap"]) == pytest.approx(float(jnp.mean(CHAIN.quit_reward - q_quit)), rel=1e-5)
+
+
+@pytest.mark.parametrize("model", ["learned", "oracle"])
+def test_counterfactual_rows_weigh_nothing_until_planning_starts(model):
+    config = tiny_config(alg="pdqn", log_every=3, dyna=dict(planner="counterfactual", model=model, planning_delay=2))
+    matched = tiny_config(alg="pdqn", log_every=3, dyna=dict(planner="counterfactual", model=model, planning_delay=9))
+    losses = {}
+    for name, cfg in (("planning", config), ("delayed", matched)):
+        trainer = Trainer(cfg)
+        _, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(3))
+        losses[name] = np.asarray(metrics["counterfactual_td_loss"])[0]
+        if name == "planning":
+            np.testing.assert_array_equal(np.asarray(metrics["planning_active"])[0], [0, 0, 1])
+    # The same run until the delay, then the counterfactual rows change the steps.
+    np.testing.assert_array_equal(losses["planning"][:2], losses["delayed"][:2])
+    assert losses["planning"][2] != losses["delayed"][2]

@@ -17,5 +17,9 @@ for game in $GAMES; do
   point ve "$game" --dyna.planner value_expansion --dyna.horizon 2 "${ONE[@]}"
   point ve-oracle "$game" --dyna.planner value_expansion --dyna.horizon 2 --dyna.model oracle  # its ceiling: a perfect model
   # counterfactual Dyna: one imagined step per real state, for an action the behaviour policy did not take there
+  # counterfactual actions: the compute-matched control's 20 extra real minibatches, a quarter of whose rows are
+  # one-step model transitions for actions the behaviour policy did not take at real states of the batch
+  point cf "$game" --dyna.planner counterfactual "${ONE[@]}"
+  point cf-oracle "$game" --dyna.planner counterfactual --dyna.model oracle  # its ceiling: a perfect model
   point dyna-untaken "$game" --dyna.first-action untaken --dyna.horizon 1 --dyna.num-rollouts 2580
 done

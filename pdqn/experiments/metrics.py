@@ -16,6 +16,9 @@ GROUPS = {
     "The value-expansion planner (`--dyna.planner value_expansion`; also `planning_active`)": tuple(
         m for m in metrics.VALUE_EXPANSION_METRICS if m is not metrics.PLANNING_ACTIVE
     ),
+    "The counterfactual planner (`--dyna.planner counterfactual`; also `planning_active`)": tuple(
+        m for m in metrics.COUNTERFACTUAL_METRICS if m is not metrics.PLANNING_ACTIVE
+    ),
 }
 
 

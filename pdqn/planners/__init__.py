@@ -11,6 +11,7 @@ from pdqn.config import Config
 from pdqn.envs import VecEnv
 from pdqn.learner import QFit
 from pdqn.planners.base import Clock, NoPlanner, Planner
+from pdqn.planners.counterfactual import Counterfactual
 from pdqn.planners.dyna import Dyna, DynaState
 from pdqn.planners.value_expansion import ValueExpansion
 from pdqn.world_models import WORLD_MODELS, WorldModel
@@ -18,6 +19,7 @@ from pdqn.world_models import WORLD_MODELS, WorldModel
 PLANNERS: dict[str, Callable[[Config, VecEnv, WorldModel, QFit], Planner]] = {
     "dyna": Dyna.from_config,
     "value_expansion": ValueExpansion.from_config,
+    "counterfactual": Counterfactual.from_config,
 }
 """``--dyna.planner`` choices."""
 
@@ -30,4 +32,4 @@ def make_planner(config: Config, env: VecEnv, fit: QFit) -> Planner:
     return PLANNERS[config.dyna.planner](config, env, model, fit)
 
 
-__all__ = ["PLANNERS", "Clock", "Dyna", "DynaState", "NoPlanner", "Planner", "ValueExpansion", "make_planner"]
+__all__ = ["PLANNERS", "Clock", "Counterfactual", "Dyna", "DynaState", "NoPlanner", "Planner", "ValueExpansion", "make_planner"]

@@ -1,0 +1,135 @@
+"""Counterfactual actions: real-data steps with a share of one-step model transitions for the actions the
+behaviour policy did not take (MAD-TD, Voelcker et al. 2024, arXiv 2410.08896).
+
+After the real update, the Q-network takes ``minibatches`` more gradient steps, as the compute-matched control
+does, on minibatches of the update's real transitions with their Q(lambda) targets; but a ``share`` of the
+rows (shuffled in with the real ones) are counterfactual: at a real state ``s_t`` of the batch, an action ``a'`` other than the taken
+``a_t`` (uniformly among the others), and the model's one-step prediction of its outcome,
+
+    target(s_t, a') = r'_t + gamma * (1 - p'_t) * max_a Q(s'_{t+1}, a)
+
+with ``r'_t`` the predicted reward, ``p'_t`` the predicted probability of termination and ``s'_{t+1}`` the
+predicted next frame (thresholded). The Q-network is regressed only at real states; the counterfactual rows
+carry what more updates on real data cannot: the outcome of actions the data never shows at that state.
+Targets are fixed once per update with the Q-network the planner receives, as the real targets are fixed
+with the behaviour network. Before ``delay`` the counterfactual rows carry no weight.
+"""
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from pdqn.config import Config
+from pdqn.envs import VecEnv
+from pdqn.learner import Learner, QFit, flatten_time, real_batch, subsample
+from pdqn.metrics import (
+    COUNTERFACTUAL_METRICS,
+    COUNTERFACTUAL_REWARD_RATE,
+    COUNTERFACTUAL_TARGET_GAP,
+    COUNTERFACTUAL_TERMINATION_RATE,
+    COUNTERFACTUAL_MEAN_Q,
+    COUNTERFACTUAL_TD_LOSS,
+    PLANNING_ACTIVE,
+    Metric,
+)
+from pdqn.networks import greedy_value
+from pdqn.planners.base import Clock, Metrics, Planner
+from pdqn.planners.dyna import DynaState
+from pdqn.planning import binarise
+from pdqn.q_update import QBatch
+from pdqn.rollout import Rollout
+from pdqn.world_models import WorldModel
+
+
+def untaken_actions(key: PRNGKeyArray, taken: Int[Array, " n"], num_actions: int) -> Int[Array, " n"]:
+    """For each row, an action drawn uniformly among the ``num_actions - 1`` that differ from ``taken``."""
+    return (taken + jax.random.randint(key, taken.shape, 1, num_actions)) % num_actions
+
+
+def one_step_target(
+    reward: Float[Array, " n"], terminated_probability: Float[Array, " n"], q_next: Float[Array, "n actions"], gamma: float
+) -> Float[Array, " n"]:
+    """``r + gamma * (1 - p_terminated) * max_a Q(s', a)``: the one-step target of a predicted transition."""
+    return reward + gamma * (1.0 - terminated_probability) * greedy_value(q_next)
+
+
+class Counterfactual(Planner):
+    """Extra real-data gradient steps whose minibatches carry a share of counterfactual one-step transitions."""
+
+    model: WorldModel
+    fit: QFit
+    minibatches: int = eqx.field(static=True)
+    minibatch_size: int = eqx.field(static=True)
+    rows_per_minibatch: int = eqx.field(static=True)
+    """Counterfactual rows in each minibatch of ``minibatch_size``."""
+    delay: int = eqx.field(static=True)
+    gamma: float = eqx.field(static=True)
+    td_lambda: float = eqx.field(static=True)
+    num_actions: int = eqx.field(static=True)
+
+    @classmethod
+    def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "Counterfactual":
+        dyna = config.dyna
+        return cls(
+            model=model,
+            fit=fit,
+            minibatches=dyna.plan_minibatches,
+            minibatch_size=config.pqn.minibatch_size,
+            rows_per_minibatch=config.counterfactual_rows_per_minibatch,
+            delay=dyna.planning_delay,
+            gamma=config.pqn.gamma,
+            td_lambda=config.pqn.td_lambda,
+            num_actions=env.num_actions,
+        )
+
+    def init(self, key: PRNGKeyArray) -> DynaState:
+        return DynaState(model=self.model.init(key))
+
+    def step(
+        self, learner: Learner, rollout: Rollout, state: DynaState, key: PRNGKeyArray, clock: Clock
+    ) -> tuple[Learner, DynaState, Metrics]:
+        k_model, k_real, k_imagine, k_fit = jax.random.split(key, 4)
+        model_state, model_metrics = self.model.update(state.model, rollout, k_model)
+        real_rows = self.minibatches * (self.minibatch_size - self.rows_per_minibatch)
+        real = subsample(k_real, real_batch(rollout, self.gamma, self.td_lambda), real_rows)
+        imagined, metrics = self.imagine(learner, model_state, rollout, k_imagine)
+        # Before the delay the counterfactual rows weigh nothing: the steps are the compute-matched control's.
+        active = clock.update >= self.delay
+        imagined = eqx.tree_at(lambda b: b.weight, imagined, imagined.weight * active)
+        batch = jax.tree.map(lambda r, i: jnp.concatenate([r, i]), real, imagined)
+        learner, loss, mean_q = self.fit(learner, batch, k_fit, clock.lr, epochs=1, minibatches=self.minibatches)
+        metrics |= {PLANNING_ACTIVE.name: active, COUNTERFACTUAL_TD_LOSS.name: loss, COUNTERFACTUAL_MEAN_Q.name: mean_q}
+        return learner, DynaState(model=model_state), model_metrics | metrics
+
+    def imagine(
+        self, learner: Learner, model_state: Any, rollout: Rollout, key: PRNGKeyArray
+    ) -> tuple[QBatch, Metrics]:
+        """The counterfactual rows of every minibatch, at real states drawn from the whole batch, with their
+        one-step targets; and how they compare with what the Q-network believed."""
+        k_rows, k_action, k_model, k_obs = jax.random.split(key, 4)
+        count = self.minibatches * self.rows_per_minibatch
+        rows = jax.random.randint(k_rows, (count,), 0, rollout.reward.size)
+        obs = flatten_time(rollout.obs)[rows]
+        action = untaken_actions(k_action, flatten_time(rollout.action)[rows], self.num_actions)
+        pred, _ = self.model.stepper(model_state)(obs, self.model.start(rollout, rows), action, k_model)
+        terminated = jax.nn.sigmoid(pred.terminated_logit)
+        q_next = learner.q_net(binarise(k_obs, pred.next_obs_logits, "threshold"))
+        target = one_step_target(pred.reward, terminated, q_next, self.gamma)
+        q_sa = jnp.take_along_axis(learner.q_net(obs), action[:, None], axis=-1)[:, 0]
+        metrics = {
+            COUNTERFACTUAL_TARGET_GAP.name: jnp.mean(target - q_sa),
+            COUNTERFACTUAL_REWARD_RATE.name: jnp.mean(pred.reward),
+            COUNTERFACTUAL_TERMINATION_RATE.name: jnp.mean(terminated),
+        }
+        return QBatch(obs=obs, action=action, target=target, weight=jnp.ones(count)), metrics
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        return self.model.metrics + COUNTERFACTUAL_METRICS
+
+    @property
+    def needs_env_states(self) -> bool:
+        return self.model.needs_env_states
