@@ -212,6 +212,10 @@ Planners live in pdqn/planners/."""
     counterfactual_share: float = 0.25
     """counterfactual: share of the planner's minibatch rows that are counterfactual one-step transitions (the rest
     are real transitions with their Q(lambda) targets, as in the compute-matched control)."""
+    counterfactual_anchor: bool = True
+    """counterfactual, learned model: take the real next step and change only what the model says the untaken
+    action changes (frame cells where its predictions for the two actions differ, reward and termination by their
+    difference), so what no action changes comes from the real game, not from the model."""
     first_action: Literal["policy", "untaken"] = "policy"
     """dyna: the first imagined action of each rollout: the behaviour policy's ("policy"), or one drawn uniformly
     among the actions the behaviour policy did not take at that real state ("untaken": counterfactual

@@ -8,7 +8,7 @@ neighbourhood, its position and the action, by the same weights everywhere (a co
 is 5x5 and whose later layers are 1x1), and a pooled summary of all cells, FiLM-ed back onto every cell,
 carries the global events:
 
-    x    = [5x5 neighbourhood of every cell (zeros past the walls), row, column, one-hot action]
+    x    = [5x5 neighbourhood of every cell and of an "outside the grid" channel, row, column, one-hot action]
     h    = ReLU(LN(W1 x))                                    per cell
     g    = ReLU(W_g [mean_cells(h), max_cells(h), action])   the global path
     h    = ReLU(LN(W2 h) * (1 + scale(g)) + shift(g))        FiLM
@@ -34,9 +34,12 @@ RADIUS = 2
 
 
 def neighbourhoods(x: Float[Array, "batch height width channels"], radius: int = RADIUS) -> Float[Array, "batch height width patch"]:
-    """Every cell's ``(2r+1) x (2r+1)`` neighbourhood (zeros past the walls), flattened over (row, column, channel)."""
+    """Every cell's ``(2r+1) x (2r+1)`` neighbourhood, flattened over (row, column, channel), with one more channel
+    that is 1 past the walls (zeros there would look like empty cells, and a wall bounces a ball)."""
     height, width = x.shape[1], x.shape[2]
-    padded = jnp.pad(x, ((0, 0), (radius, radius), (radius, radius), (0, 0)))
+    pad = ((0, 0), (radius, radius), (radius, radius), (0, 0))
+    outside = jnp.pad(jnp.zeros((*x.shape[:3], 1), x.dtype), pad, constant_values=1.0)
+    padded = jnp.concatenate([jnp.pad(x, pad), outside], axis=-1)
     size = 2 * radius + 1
     windows = [padded[:, i : i + height, j : j + width, :] for i in range(size) for j in range(size)]
     return jnp.concatenate(windows, axis=-1)
@@ -71,7 +74,7 @@ class ConvDynamicsModel(eqx.Module):
             raise ValueError(f"{obs_shape[2]} observation channels do not split into {frames} frames")
         keys = jax.random.split(key, 7)
         self.obs_shape, self.num_actions, self.frames = obs_shape, num_actions, frames
-        inputs = (2 * RADIUS + 1) ** 2 * obs_shape[2] + 2 + num_actions
+        inputs = (2 * RADIUS + 1) ** 2 * (obs_shape[2] + 1) + 2 + num_actions
         self.local = Dense(inputs, features, key=keys[0])
         self.local_norm = LayerNorm(features)
         self.global_in = Dense(2 * features + num_actions, features, key=keys[1])

@@ -1,12 +1,13 @@
 """The planners beside Dyna: value expansion (hand-computed targets), counterfactual first actions, and the
 counterfactual planner."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdqn.planners.counterfactual import Counterfactual, one_step_target, untaken_actions
+from pdqn.planners.counterfactual import Counterfactual, Outcome, anchored, one_step_target, untaken_actions
 from pdqn.planners.value_expansion import horizon_values, weighted_target
 from pdqn.planning import ImaginedRollout
 from pdqn.rollout import collect
@@ -130,3 +131,23 @@ def test_counterfactual_rows_weigh_nothing_until_planning_starts(model):
     # The same run until the delay, then the counterfactual rows change the steps.
     np.testing.assert_array_equal(losses["planning"][:2], losses["delayed"][:2])
     assert losses["planning"][2] != losses["delayed"][2]
+
+
+def test_an_anchored_outcome_is_the_real_one_changed_only_where_the_model_says_the_actions_differ():
+    frame = lambda *cells: jnp.asarray(cells, jnp.float32).reshape(1, 2, 2, 1)  # noqa: E731
+    # The real step lit cells 0 and 2; the model sees the taken action light cell 0 and the untaken one cell 1
+    # (and misses cell 2, a spawn it cannot know): the untaken action's frame is the real one with 0 and 1 swapped.
+    real = Outcome(next_obs=frame(1, 0, 1, 0), reward=jnp.asarray([1.0]), terminated=jnp.asarray([0.0]))
+    taken = Outcome(next_obs=frame(1, 0, 0, 0), reward=jnp.asarray([0.5]), terminated=jnp.asarray([0.1]))
+    untaken = Outcome(next_obs=frame(0, 1, 0, 0), reward=jnp.asarray([0.2]), terminated=jnp.asarray([0.3]))
+    out = anchored(real, taken, untaken)
+    np.testing.assert_array_equal(out.next_obs, frame(0, 1, 1, 0))
+    np.testing.assert_allclose(out.reward, [0.7], rtol=1e-6)
+    np.testing.assert_allclose(out.terminated, [0.2], rtol=1e-6)
+    # A probability stays one: a real termination the model thinks likelier still is certain.
+    certain = anchored(eqx.tree_at(lambda o: o.terminated, real, jnp.asarray([1.0])), taken, untaken)
+    np.testing.assert_allclose(certain.terminated, [1.0])
+    # A model that predicts the same for both actions leaves the real outcome as it is.
+    same = anchored(real, untaken, untaken)
+    np.testing.assert_array_equal(same.next_obs, real.next_obs)
+    np.testing.assert_allclose(same.reward, real.reward)

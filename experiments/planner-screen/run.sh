@@ -10,6 +10,7 @@ OUT=experiments/planner-screen/runs
 GAMES=${GAMES:-"asterix freeway breakout space_invaders seaquest"}
 COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128 --eval-every 0.1)
 ONE=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None)
+CONV=(--dyna.architecture conv --dyna.model-fraction 0.25 --dyna.model-minibatches 8)
 source experiments/train_point.sh
 for game in $GAMES; do
   # value expansion: 20 extra minibatches on real transitions (as compute-matched PQN) toward targets expanded by
@@ -19,7 +20,13 @@ for game in $GAMES; do
   # counterfactual Dyna: one imagined step per real state, for an action the behaviour policy did not take there
   # counterfactual actions: the compute-matched control's 20 extra real minibatches, a quarter of whose rows are
   # one-step model transitions for actions the behaviour policy did not take at real states of the batch
-  point cf "$game" --dyna.planner counterfactual "${ONE[@]}"
+  # (cf, cf-conv: the model's own outcome; cfa, cfa-conv: anchored on the real next step, changed where the model
+  # says the untaken action differs from the taken one); conv: the structured (per-cell) model, trained on a quarter
+  # of each batch in minibatches of 128
+  point cf "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.no-counterfactual-anchor
+  point cf-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}" --dyna.no-counterfactual-anchor
+  point cfa "$game" --dyna.planner counterfactual "${ONE[@]}"
+  point cfa-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}"
   point cf-oracle "$game" --dyna.planner counterfactual --dyna.model oracle  # its ceiling: a perfect model
   point dyna-untaken "$game" --dyna.first-action untaken --dyna.horizon 1 --dyna.num-rollouts 2580
 done

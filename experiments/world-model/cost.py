@@ -17,8 +17,7 @@ VARIANTS = {
     "mlp128-ens3": {},
     "mlp128": ONE,
     "mlp256": ONE | dict(model_hidden=256),
-    "mlp256-epochs2": ONE | dict(model_hidden=256, model_epochs=2),
-    "conv32": ONE | dict(architecture="conv", model_features=32),
+    "conv32": ONE | dict(architecture="conv", model_features=32, model_fraction=0.25),
 }
 
 

@@ -17,6 +17,7 @@ for game in $GAMES; do
   point mlp128-ens3 "$game"                                   # today's default model
   point mlp128 "$game" "${ONE[@]}"
   point mlp256 "$game" "${ONE[@]}" --dyna.model-hidden 256
-  point mlp256-epochs2 "$game" "${ONE[@]}" --dyna.model-hidden 256 --dyna.model-epochs 2
-  point conv32 "$game" "${ONE[@]}" --dyna.architecture conv --dyna.model-features 32
+  # the structured model: every cell from its 5x5 neighbourhood (pdqn/conv_dynamics.py), on a quarter of each batch in
+  # 8 minibatches of 128 (as many steps as the MLPs take, on a quarter of the rows)
+  point conv32 "$game" "${ONE[@]}" --dyna.architecture conv --dyna.model-features 32 --dyna.model-fraction 0.25
 done

@@ -26,7 +26,7 @@ COLUMNS = {
     metrics.MODEL_TERM_PRECISION.name: "term. prec.",
     metrics.MODEL_TERM_RECALL.name: "term. recall",
 }
-VARIANTS = ["mlp128-ens3", "mlp128", "mlp256", "mlp256-epochs2", "conv32"]
+VARIANTS = ["mlp128-ens3", "mlp128", "mlp256", "conv32"]
 
 
 def table() -> pl.DataFrame:

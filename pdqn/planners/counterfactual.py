@@ -9,7 +9,15 @@ rows (shuffled in with the real ones) are counterfactual: at a real state ``s_t`
     target(s_t, a') = r'_t + gamma * (1 - p'_t) * max_a Q(s'_{t+1}, a)
 
 with ``r'_t`` the predicted reward, ``p'_t`` the predicted probability of termination and ``s'_{t+1}`` the
-predicted next frame (thresholded). The Q-network is regressed only at real states; the counterfactual rows
+predicted next frame (thresholded). With ``anchor`` (learned models) the outcome is the real next step changed
+only where the model says the two actions differ,
+
+    s'_{t+1} = s_{t+1} xor (m(s_t, a') xor m(s_t, a_t)),   r'_t = r_t + m_r(s_t, a') - m_r(s_t, a_t),
+    p'_t = clip(d_t + m_p(s_t, a') - m_p(s_t, a_t), 0, 1),
+
+so what the action does not change (a spawn, an enemy on a hidden timer), which a one-frame model cannot know,
+comes from the real step; under a perfect model that shares the real step's randomness it is the same outcome.
+The oracle draws its own randomness, so it is used unanchored. The Q-network is regressed only at real states; the counterfactual rows
 carry what more updates on real data cannot: the outcome of actions the data never shows at that state.
 Targets are fixed once per update with the Q-network the planner receives, as the real targets are fixed
 with the behaviour network. Before ``delay`` the counterfactual rows carry no weight.
@@ -23,6 +31,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from pdqn.config import Config
+from pdqn.dynamics import Prediction
 from pdqn.envs import VecEnv
 from pdqn.learner import Learner, QFit, flatten_time, real_batch, subsample
 from pdqn.metrics import (
@@ -49,6 +58,31 @@ def untaken_actions(key: PRNGKeyArray, taken: Int[Array, " n"], num_actions: int
     return (taken + jax.random.randint(key, taken.shape, 1, num_actions)) % num_actions
 
 
+class Outcome(eqx.Module):
+    """A one-step outcome: next frame, reward and probability of termination."""
+
+    next_obs: Float[Array, "n height width channels"]
+    reward: Float[Array, " n"]
+    terminated: Float[Array, " n"]
+
+
+def predicted_outcome(pred: Prediction) -> Outcome:
+    """A model's prediction as an outcome: cells thresholded at 0.5, termination as a probability."""
+    next_obs = binarise(jax.random.PRNGKey(0), pred.next_obs_logits, "threshold")  # thresholding draws nothing
+    return Outcome(next_obs=next_obs, reward=pred.reward, terminated=jax.nn.sigmoid(pred.terminated_logit))
+
+
+def anchored(real: Outcome, taken: Outcome, untaken: Outcome) -> Outcome:
+    """The real outcome of the taken action, changed by the model's difference between the untaken and the taken
+    one: cells flipped where the two predicted frames differ, reward and termination shifted by their difference."""
+    flip = jnp.abs(untaken.next_obs - taken.next_obs)
+    return Outcome(
+        next_obs=jnp.abs(real.next_obs - flip),
+        reward=real.reward + untaken.reward - taken.reward,
+        terminated=jnp.clip(real.terminated + untaken.terminated - taken.terminated, 0.0, 1.0),
+    )
+
+
 def one_step_target(
     reward: Float[Array, " n"], terminated_probability: Float[Array, " n"], q_next: Float[Array, "n actions"], gamma: float
 ) -> Float[Array, " n"]:
@@ -69,6 +103,8 @@ class Counterfactual(Planner):
     gamma: float = eqx.field(static=True)
     td_lambda: float = eqx.field(static=True)
     num_actions: int = eqx.field(static=True)
+    anchor: bool = eqx.field(static=True)
+    """Anchor the counterfactual outcome on the real next step (see the module docstring)."""
 
     @classmethod
     def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "Counterfactual":
@@ -83,6 +119,7 @@ class Counterfactual(Planner):
             gamma=config.pqn.gamma,
             td_lambda=config.pqn.td_lambda,
             num_actions=env.num_actions,
+            anchor=dyna.counterfactual_anchor and not model.needs_env_states,  # the oracle: its own randomness
         )
 
     def init(self, key: PRNGKeyArray) -> DynaState:
@@ -109,22 +146,39 @@ class Counterfactual(Planner):
     ) -> tuple[QBatch, Metrics]:
         """The counterfactual rows of every minibatch, at real states drawn from the whole batch, with their
         one-step targets; and how they compare with what the Q-network believed."""
-        k_rows, k_action, k_model, k_obs = jax.random.split(key, 4)
+        k_rows, k_action, k_model = jax.random.split(key, 3)
         count = self.minibatches * self.rows_per_minibatch
         rows = jax.random.randint(k_rows, (count,), 0, rollout.reward.size)
         obs = flatten_time(rollout.obs)[rows]
-        action = untaken_actions(k_action, flatten_time(rollout.action)[rows], self.num_actions)
-        pred, _ = self.model.stepper(model_state)(obs, self.model.start(rollout, rows), action, k_model)
-        terminated = jax.nn.sigmoid(pred.terminated_logit)
-        q_next = learner.q_net(binarise(k_obs, pred.next_obs_logits, "threshold"))
-        target = one_step_target(pred.reward, terminated, q_next, self.gamma)
+        taken = flatten_time(rollout.action)[rows]
+        action = untaken_actions(k_action, taken, self.num_actions)
+        outcome = self.outcome(model_state, rollout, rows, taken, action, k_model)
+        q_next = learner.q_net(outcome.next_obs)
+        target = one_step_target(outcome.reward, outcome.terminated, q_next, self.gamma)
         q_sa = jnp.take_along_axis(learner.q_net(obs), action[:, None], axis=-1)[:, 0]
         metrics = {
             COUNTERFACTUAL_TARGET_GAP.name: jnp.mean(target - q_sa),
-            COUNTERFACTUAL_REWARD_RATE.name: jnp.mean(pred.reward),
-            COUNTERFACTUAL_TERMINATION_RATE.name: jnp.mean(terminated),
+            COUNTERFACTUAL_REWARD_RATE.name: jnp.mean(outcome.reward),
+            COUNTERFACTUAL_TERMINATION_RATE.name: jnp.mean(outcome.terminated),
         }
         return QBatch(obs=obs, action=action, target=target, weight=jnp.ones(count)), metrics
+
+    def outcome(
+        self, model_state: Any, rollout: Rollout, rows: Int[Array, " n"], taken: Int[Array, " n"],
+        action: Int[Array, " n"], key: PRNGKeyArray,
+    ) -> Outcome:  # fmt: skip
+        """The outcome of ``action`` at these rows: the model's, or (``anchor``) the real one shifted by it."""
+        step, obs, carry = self.model.stepper(model_state), flatten_time(rollout.obs)[rows], self.model.start(rollout, rows)
+        if not self.anchor:
+            return predicted_outcome(step(obs, carry, action, key)[0])
+        both = predicted_outcome(step(jnp.concatenate([obs, obs]), carry, jnp.concatenate([action, taken]), key)[0])
+        untaken, taken_outcome = (jax.tree.map(lambda x: x[i * rows.size : (i + 1) * rows.size], both) for i in (0, 1))
+        real = Outcome(
+            next_obs=flatten_time(rollout.next_obs)[rows],
+            reward=flatten_time(rollout.reward)[rows],
+            terminated=flatten_time(rollout.terminated)[rows].astype(jnp.float32),
+        )
+        return anchored(real, taken_outcome, untaken)
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
