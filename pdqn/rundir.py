@@ -105,7 +105,12 @@ def config_dict(config: Config) -> dict[str, Any]:
 
 
 LEGACY_VALUES: dict[str, dict[str, Any]] = {
-    "dyna": {"ensemble_size": 1, "max_disagreeing_cells": None, "imagined_loss_mean": "trusted"},
+    "dyna": {
+        "ensemble_size": 1,
+        "max_disagreeing_cells": None,
+        "imagined_loss_mean": "trusted",
+        "counterfactual_anchor": False,
+    },
 }
 """Options whose default changed after they were added: a config saved before the option existed ran with
 this value, not with today's default (any other missing option takes its default)."""

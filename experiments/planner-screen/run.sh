@@ -27,6 +27,7 @@ for game in $GAMES; do
   point cf-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}" --dyna.no-counterfactual-anchor
   point cfa "$game" --dyna.planner counterfactual "${ONE[@]}"
   point cfa-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}"
+  point cfa-share-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-share 0.5
   point cf-oracle "$game" --dyna.planner counterfactual --dyna.model oracle  # its ceiling: a perfect model
   point dyna-untaken "$game" --dyna.first-action untaken --dyna.horizon 1 --dyna.num-rollouts 2580
 done

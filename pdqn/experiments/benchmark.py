@@ -41,6 +41,10 @@ class Benchmark:
     """Also time each phase of an update (collect, real TD updates, model, planning) on its own."""
     planning_from_start: bool = True
     """For pdqn: no planning delay, so every timed update plans."""
+    paired: bool = False
+    """Also time plain PQN (the same pqn settings without extra minibatches), call by call in turn with this
+    config, and report the ratio of their seconds per update (this config's cost in units of PQN's, robust to a
+    machine whose speed drifts)."""
     pqn: PQNConfig = dataclasses.field(default_factory=PQNConfig)
     """PQN hyperparameters."""
     dyna: DynaConfig = dataclasses.field(default_factory=DynaConfig)
@@ -59,20 +63,38 @@ class Benchmark:
         )
 
 
+class TimedChunk:
+    """A compiled chunk of ``updates`` updates and the training state it advances, ready to be timed call by call."""
+
+    def __init__(self, config: Config, updates: int):
+        self.trainer = Trainer(config)
+        self.states = self.trainer.init_seeds()
+        self.n = jnp.asarray(updates, jnp.int32)
+        self.chunk, self.compile_seconds = compiled(self.trainer.run_chunk, self.states, self.n)
+        self.states, _ = self.chunk(self.states, self.n)  # warm-up: first-touch allocations
+        jax.block_until_ready(self.states)
+
+    def time(self) -> float:
+        start = time.perf_counter()
+        self.states, metrics = self.chunk(self.states, self.n)
+        jax.block_until_ready((self.states, metrics))
+        return time.perf_counter() - start
+
+
 def measure(bench: Benchmark) -> dict[str, object]:
     config = bench.config()
-    trainer = Trainer(config)
-    states = trainer.init_seeds()
-    n = jnp.asarray(bench.updates, jnp.int32)
-    chunk, compile_seconds = compiled(trainer.run_chunk, states, n)
-    states, _ = chunk(states, n)  # warm-up: first-touch allocations
-    jax.block_until_ready(states)
-    seconds = []
+    timed = TimedChunk(config, bench.updates)
+    trainer, compile_seconds = timed.trainer, timed.compile_seconds
+    plain = None
+    if bench.paired:
+        pqn = dataclasses.replace(config.pqn, extra_minibatches=0)
+        plain = TimedChunk(dataclasses.replace(config, alg="pqn", pqn=pqn), bench.updates)
+    seconds, ratios = [], []
     for _ in range(bench.repeats):
-        start = time.perf_counter()
-        states, metrics = chunk(states, n)
-        jax.block_until_ready((states, metrics))
-        seconds.append(time.perf_counter() - start)
+        seconds.append(timed.time())
+        if plain is not None:
+            ratios.append(seconds[-1] / plain.time())
+    states = timed.states
     steps = bench.updates * config.pqn.batch_size * config.num_seeds
     rates = [steps / s for s in seconds]
     result: dict[str, object] = {
@@ -88,6 +110,9 @@ def measure(bench: Benchmark) -> dict[str, object]:
         "device": str(jax.devices()[0]),
         "real_gradient_steps_per_update": config.pqn.real_gradient_steps,
     }
+    if ratios:
+        result["time_per_update_vs_pqn"] = statistics.median(ratios)
+        result["time_per_update_vs_pqn_all"] = ratios
     result |= rollout_bytes(trainer, states)
     if bench.phases:
         result["phase_seconds_per_update"] = phase_seconds(trainer, states, bench.repeats)
