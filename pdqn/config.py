@@ -216,6 +216,9 @@ Planners live in pdqn/planners/."""
     """counterfactual, learned model: take the real next step and change only what the model says the untaken
     action changes (frame cells where its predictions for the two actions differ, reward and termination by their
     difference), so what no action changes comes from the real game, not from the model."""
+    counterfactual_max_wrong_cells: int | None = None
+    """counterfactual, anchored: a row counts only where the model's prediction of the taken action's outcome at
+    that state has at most this many wrong cells (and its reward and termination right); None: every row counts."""
     first_action: Literal["policy", "untaken"] = "policy"
     """dyna: the first imagined action of each rollout: the behaviour policy's ("policy"), or one drawn uniformly
     among the actions the behaviour policy did not take at that real state ("untaken": counterfactual
@@ -236,6 +239,8 @@ Planners live in pdqn/planners/."""
         floor = self.value_variance_floor
         _require(math.isfinite(floor) and floor > 0, p + "value_variance_floor", floor, "a finite number > 0")
         _non_negative_ints(p, self, ("max_uncertain_cells", "planning_delay"))
+        cells = self.counterfactual_max_wrong_cells
+        _require(cells is None or (isinstance(cells, int) and cells >= 0), p + "counterfactual_max_wrong_cells", cells, "a non-negative integer or None")
         _require(math.isfinite(self.model_lr) and self.model_lr > 0, p + "model_lr", self.model_lr, "a finite number > 0")
         _require(
             self.imagined_batch_size % self.plan_minibatches == 0,

@@ -164,8 +164,9 @@ COUNTERFACTUAL_MEAN_Q = Metric("counterfactual_mean_q", IMAGINED, "mean Q(s, a) 
 COUNTERFACTUAL_TARGET_GAP = Metric("counterfactual_target_gap", IMAGINED, "mean one-step target of the counterfactual rows minus Q(s, a') before the steps (negative: the Q-network overvalues the untaken actions)")
 COUNTERFACTUAL_REWARD_RATE = Metric("counterfactual_reward_rate", IMAGINED, "mean predicted reward of the counterfactual transitions")
 COUNTERFACTUAL_TERMINATION_RATE = Metric("counterfactual_termination_rate", IMAGINED, "mean predicted termination probability of the counterfactual transitions")
+COUNTERFACTUAL_TRUSTED_FRACTION = Metric("counterfactual_trusted_fraction", IMAGINED, "share of the counterfactual rows that count (where the model reproduces the taken action's real outcome, with dyna.counterfactual_max_wrong_cells)")
 
 COUNTERFACTUAL_METRICS = (
     PLANNING_ACTIVE, COUNTERFACTUAL_TD_LOSS, COUNTERFACTUAL_MEAN_Q, COUNTERFACTUAL_TARGET_GAP,
-    COUNTERFACTUAL_REWARD_RATE, COUNTERFACTUAL_TERMINATION_RATE,
+    COUNTERFACTUAL_REWARD_RATE, COUNTERFACTUAL_TERMINATION_RATE, COUNTERFACTUAL_TRUSTED_FRACTION,
 )  # fmt: skip

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdqn.planners.counterfactual import Counterfactual, Outcome, anchored, one_step_target, untaken_actions
+from pdqn.planners.counterfactual import Counterfactual, Outcome, anchored, one_step_target, reproduces, untaken_actions
 from pdqn.planners.value_expansion import horizon_values, weighted_target
 from pdqn.planning import ImaginedRollout
 from pdqn.rollout import collect
@@ -151,3 +151,16 @@ def test_an_anchored_outcome_is_the_real_one_changed_only_where_the_model_says_t
     same = anchored(real, untaken, untaken)
     np.testing.assert_array_equal(same.next_obs, real.next_obs)
     np.testing.assert_allclose(same.reward, real.reward)
+
+
+def test_a_prediction_reproduces_the_real_outcome_within_the_wrong_cells_with_reward_and_termination_right():
+    frames = jnp.asarray([[1, 0, 1, 0]] * 4, jnp.float32).reshape(4, 2, 2, 1)
+    real = Outcome(next_obs=frames, reward=jnp.ones(4), terminated=jnp.asarray([0.0, 0.0, 0.0, 1.0]))
+    # Row 0 exact; row 1 one wrong cell; row 2 exact but a missed reward; row 3 exact but a missed termination.
+    predicted = Outcome(
+        next_obs=frames.at[1, 0, 1, 0].set(1.0),
+        reward=jnp.asarray([0.9, 1.0, 0.2, 1.0]),
+        terminated=jnp.asarray([0.1, 0.0, 0.0, 0.4]),
+    )
+    np.testing.assert_array_equal(reproduces(real, predicted, max_wrong_cells=0), [True, False, False, False])
+    np.testing.assert_array_equal(reproduces(real, predicted, max_wrong_cells=1), [True, True, False, False])

@@ -27,6 +27,9 @@ for game in $GAMES; do
   point cf-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}" --dyna.no-counterfactual-anchor
   point cfa "$game" --dyna.planner counterfactual "${ONE[@]}"
   point cfa-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}"
+  # anchored rows count only where the model reproduces the taken action's real outcome there (0 or 2 wrong cells)
+  point cfa-gate-0 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 0
+  point cfa-gate-2 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 2
   point cfa-share-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-share 0.5
   point cf-oracle "$game" --dyna.planner counterfactual --dyna.model oracle  # its ceiling: a perfect model
   point dyna-untaken "$game" --dyna.first-action untaken --dyna.horizon 1 --dyna.num-rollouts 2580

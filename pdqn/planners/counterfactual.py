@@ -17,7 +17,9 @@ only where the model says the two actions differ,
 
 so what the action does not change (a spawn, an enemy on a hidden timer), which a one-frame model cannot know,
 comes from the real step; under a perfect model that shares the real step's randomness it is the same outcome.
-The oracle draws its own randomness, so it is used unanchored. The Q-network is regressed only at real states; the counterfactual rows
+The oracle draws its own randomness, so it is used unanchored. With ``max_wrong_cells`` a
+row counts only where the model reproduces the real outcome of the taken action at that state (a check of the
+model where it is used). The Q-network is regressed only at real states; the counterfactual rows
 carry what more updates on real data cannot: the outcome of actions the data never shows at that state.
 Targets are fixed once per update with the Q-network the planner receives, as the real targets are fixed
 with the behaviour network. Before ``delay`` the counterfactual rows carry no weight.
@@ -28,7 +30,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from pdqn.config import Config
 from pdqn.dynamics import Prediction
@@ -39,6 +41,7 @@ from pdqn.metrics import (
     COUNTERFACTUAL_REWARD_RATE,
     COUNTERFACTUAL_TARGET_GAP,
     COUNTERFACTUAL_TERMINATION_RATE,
+    COUNTERFACTUAL_TRUSTED_FRACTION,
     COUNTERFACTUAL_MEAN_Q,
     COUNTERFACTUAL_TD_LOSS,
     PLANNING_ACTIVE,
@@ -83,6 +86,14 @@ def anchored(real: Outcome, taken: Outcome, untaken: Outcome) -> Outcome:
     )
 
 
+def reproduces(real: Outcome, predicted: Outcome, max_wrong_cells: int) -> Bool[Array, " n"]:
+    """Whether a prediction matches the real outcome: at most ``max_wrong_cells`` wrong cells, the reward within
+    0.5 and the termination on the right side of one half."""
+    wrong = jnp.sum(jnp.abs(predicted.next_obs - real.next_obs), axis=(1, 2, 3))
+    reward_right = jnp.abs(predicted.reward - real.reward) < 0.5
+    return (wrong <= max_wrong_cells) & reward_right & ((predicted.terminated > 0.5) == (real.terminated > 0.5))
+
+
 def one_step_target(
     reward: Float[Array, " n"], terminated_probability: Float[Array, " n"], q_next: Float[Array, "n actions"], gamma: float
 ) -> Float[Array, " n"]:
@@ -105,6 +116,8 @@ class Counterfactual(Planner):
     num_actions: int = eqx.field(static=True)
     anchor: bool = eqx.field(static=True)
     """Anchor the counterfactual outcome on the real next step (see the module docstring)."""
+    max_wrong_cells: int | None = eqx.field(static=True)
+    """Anchored rows count only where the model's outcome of the taken action is this close to the real one."""
 
     @classmethod
     def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "Counterfactual":
@@ -120,6 +133,7 @@ class Counterfactual(Planner):
             td_lambda=config.pqn.td_lambda,
             num_actions=env.num_actions,
             anchor=dyna.counterfactual_anchor and not model.needs_env_states,  # the oracle: its own randomness
+            max_wrong_cells=dyna.counterfactual_max_wrong_cells,
         )
 
     def init(self, key: PRNGKeyArray) -> DynaState:
@@ -152,7 +166,7 @@ class Counterfactual(Planner):
         obs = flatten_time(rollout.obs)[rows]
         taken = flatten_time(rollout.action)[rows]
         action = untaken_actions(k_action, taken, self.num_actions)
-        outcome = self.outcome(model_state, rollout, rows, taken, action, k_model)
+        outcome, trusted = self.outcome(model_state, rollout, rows, taken, action, k_model)
         q_next = learner.q_net(outcome.next_obs)
         target = one_step_target(outcome.reward, outcome.terminated, q_next, self.gamma)
         q_sa = jnp.take_along_axis(learner.q_net(obs), action[:, None], axis=-1)[:, 0]
@@ -160,17 +174,19 @@ class Counterfactual(Planner):
             COUNTERFACTUAL_TARGET_GAP.name: jnp.mean(target - q_sa),
             COUNTERFACTUAL_REWARD_RATE.name: jnp.mean(outcome.reward),
             COUNTERFACTUAL_TERMINATION_RATE.name: jnp.mean(outcome.terminated),
+            COUNTERFACTUAL_TRUSTED_FRACTION.name: jnp.mean(trusted),
         }
-        return QBatch(obs=obs, action=action, target=target, weight=jnp.ones(count)), metrics
+        return QBatch(obs=obs, action=action, target=target, weight=trusted.astype(jnp.float32)), metrics
 
     def outcome(
         self, model_state: Any, rollout: Rollout, rows: Int[Array, " n"], taken: Int[Array, " n"],
         action: Int[Array, " n"], key: PRNGKeyArray,
-    ) -> Outcome:  # fmt: skip
-        """The outcome of ``action`` at these rows: the model's, or (``anchor``) the real one shifted by it."""
+    ) -> tuple[Outcome, Bool[Array, " n"]]:  # fmt: skip
+        """The outcome of ``action`` at these rows: the model's, or (``anchor``) the real one shifted by it; and
+        which rows to trust."""
         step, obs, carry = self.model.stepper(model_state), flatten_time(rollout.obs)[rows], self.model.start(rollout, rows)
         if not self.anchor:
-            return predicted_outcome(step(obs, carry, action, key)[0])
+            return predicted_outcome(step(obs, carry, action, key)[0]), jnp.ones(rows.shape, bool)
         both = predicted_outcome(step(jnp.concatenate([obs, obs]), carry, jnp.concatenate([action, taken]), key)[0])
         untaken, taken_outcome = (jax.tree.map(lambda x: x[i * rows.size : (i + 1) * rows.size], both) for i in (0, 1))
         real = Outcome(
@@ -178,7 +194,10 @@ class Counterfactual(Planner):
             reward=flatten_time(rollout.reward)[rows],
             terminated=flatten_time(rollout.terminated)[rows].astype(jnp.float32),
         )
-        return anchored(real, taken_outcome, untaken)
+        trusted = jnp.ones(rows.shape, bool)
+        if self.max_wrong_cells is not None:
+            trusted = reproduces(real, taken_outcome, self.max_wrong_cells)
+        return anchored(real, taken_outcome, untaken), trusted
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
