@@ -166,7 +166,7 @@ class Counterfactual(Planner):
         obs = flatten_time(rollout.obs)[rows]
         taken = flatten_time(rollout.action)[rows]
         action = untaken_actions(k_action, taken, self.num_actions)
-        outcome, trusted = self.outcome(model_state, rollout, rows, taken, action, k_model)
+        outcome, trusted = self.outcome(model_state, rollout, rows, action, k_model)
         q_next = learner.q_net(outcome.next_obs)
         target = one_step_target(outcome.reward, outcome.terminated, q_next, self.gamma)
         q_sa = jnp.take_along_axis(learner.q_net(obs), action[:, None], axis=-1)[:, 0]
@@ -179,14 +179,14 @@ class Counterfactual(Planner):
         return QBatch(obs=obs, action=action, target=target, weight=trusted.astype(jnp.float32)), metrics
 
     def outcome(
-        self, model_state: Any, rollout: Rollout, rows: Int[Array, " n"], taken: Int[Array, " n"],
-        action: Int[Array, " n"], key: PRNGKeyArray,
-    ) -> tuple[Outcome, Bool[Array, " n"]]:  # fmt: skip
+        self, model_state: Any, rollout: Rollout, rows: Int[Array, " n"], action: Int[Array, " n"], key: PRNGKeyArray
+    ) -> tuple[Outcome, Bool[Array, " n"]]:
         """The outcome of ``action`` at these rows: the model's, or (``anchor``) the real one shifted by it; and
         which rows to trust."""
         step, obs, carry = self.model.stepper(model_state), flatten_time(rollout.obs)[rows], self.model.start(rollout, rows)
         if not self.anchor:
             return predicted_outcome(step(obs, carry, action, key)[0]), jnp.ones(rows.shape, bool)
+        taken = flatten_time(rollout.action)[rows]
         both = predicted_outcome(step(jnp.concatenate([obs, obs]), carry, jnp.concatenate([action, taken]), key)[0])
         untaken, taken_outcome = (jax.tree.map(lambda x: x[i * rows.size : (i + 1) * rows.size], both) for i in (0, 1))
         real = Outcome(
