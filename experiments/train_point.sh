@@ -1,9 +1,14 @@
 # Sourced by the experiment scripts (from the repository root).
 # train_point DIR ARGS...: train one run into DIR with the given `pdqn.experiments.minatar` flags. A finished run
 # (summary.json) is skipped, a run stopped part-way (it has a checkpoint) is resumed, anything else is started over.
-# PDQN's first defaults (one model, every imagined step trusted, loss over the trusted rows), which the runs
-# labelled `pdqn` were trained with; today's defaults are the gated ensemble of 3 (pdqn-ens3-gate-1-batch-mean).
-FIRST_PDQN=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None --dyna.imagined-loss-mean trusted)
+# The Dyna planner with a model trained on the whole batch: PDQN before the counterfactual planner became its
+# default (issue 14). Scripts whose runs used it spell it out, so that they reproduce whatever the defaults are later.
+DYNA=(--dyna.planner dyna --dyna.model-fraction 1.0)
+# Dyna's defaults before issue 14: the gated ensemble of 3 (the runs labelled pdqn-ens3-gate-1-batch-mean).
+GATED_DYNA=("${DYNA[@]}" --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 --dyna.imagined-loss-mean batch)
+# PDQN's first defaults (Dyna, one model, every imagined step trusted, loss over the trusted rows), which the runs
+# labelled `pdqn` of the early experiments were trained with.
+FIRST_PDQN=("${DYNA[@]}" --dyna.ensemble-size 1 --dyna.max-disagreeing-cells None --dyna.imagined-loss-mean trusted)
 train_point() {
   local dir=$1; shift
   if [ -f "$dir/summary.json" ]; then echo "skip $dir (done)"; return; fi

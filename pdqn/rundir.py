@@ -106,6 +106,8 @@ def config_dict(config: Config) -> dict[str, Any]:
 
 LEGACY_VALUES: dict[str, dict[str, Any]] = {
     "dyna": {
+        "planner": "dyna",
+        "model_fraction": 1.0,
         "ensemble_size": 1,
         "max_disagreeing_cells": None,
         "imagined_loss_mean": "trusted",

@@ -11,6 +11,7 @@ import pytest
 
 from pdqn import checkpoint, rundir
 from pdqn.checkpoint import CheckpointError
+from pdqn.config import DynaConfig
 from pdqn.experiments import minatar
 from pdqn.runner import initial_eval_key
 from pdqn.train import Trainer
@@ -126,14 +127,16 @@ def test_a_checkpoint_saved_before_an_option_existed_still_loads_with_that_optio
     assert checkpoint.load_latest(copy, config, like(config)).meta["update"] == 3
 
 
-def test_a_config_saved_before_the_ensemble_gate_existed_means_one_ungated_model():
-    # Those options' defaults changed later; such a run trained one model, every imagined step trusted.
-    old = rundir.config_dict(tiny_config(alg="pdqn"))
-    for name in ("ensemble_size", "max_disagreeing_cells", "imagined_loss_mean"):
+def test_a_config_saved_before_the_planner_and_ensemble_gate_existed_means_dyna_with_one_ungated_model():
+    # Those options' defaults changed later; such a run planned with Dyna rollouts of one model trained on the whole
+    # batch, every imagined step trusted.
+    old = rundir.config_dict(tiny_config(alg="pdqn", dyna=dict(ensemble_size=3, max_disagreeing_cells=1)))
+    for name in ("planner", "model_fraction", "ensemble_size", "max_disagreeing_cells", "imagined_loss_mean"):
         del old["dyna"][name]
     dyna = rundir.config_from_dict(old).dyna
+    assert (dyna.planner, dyna.model_fraction) == ("dyna", 1.0)
     assert (dyna.ensemble_size, dyna.max_disagreeing_cells, dyna.imagined_loss_mean) == (1, None, "trusted")
-    assert tiny_config(alg="pdqn").dyna.ensemble_size == 3  # today's default
+    assert (tiny_config(alg="pdqn").dyna.planner, DynaConfig().model_fraction) == ("counterfactual", 0.5)  # today's
 
 
 def test_shape_mismatch_is_reported(saved):

@@ -161,8 +161,8 @@ def test_training_run_writes_summary_and_metrics(tmp_path, alg):
     if alg == "pdqn":
         assert "cell-acc" in result.stderr
         for column in ("model_cell_accuracy", "model_changed_cell_accuracy", "model_reward_abs_error",
-                       "model_term_precision", "model_term_recall", "imagined_td_loss", "imagined_mean_q",
-                       "imagined_termination_rate", "imagined_reward_rate", "imagined_bootstrap_gap"):
+                       "model_term_precision", "model_term_recall", "counterfactual_td_loss", "counterfactual_mean_q",
+                       "counterfactual_target_gap", "counterfactual_reward_rate", "counterfactual_termination_rate"):
             assert column in metrics.columns
 
 

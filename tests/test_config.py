@@ -55,12 +55,14 @@ def test_configs_are_frozen():
         Config().alg = "pdqn"  # type: ignore[misc]
 
 
-def test_pdqn_defaults_to_the_gated_ensemble_and_one_model_is_two_flags_away():
+def test_pdqn_defaults_to_anchored_counterfactuals_of_one_model_and_the_gated_dyna_ensemble_is_flags_away():
     from pdqn.cli import parse
 
     dyna = parse(Config, []).dyna
-    assert (dyna.ensemble_size, dyna.max_disagreeing_cells, dyna.imagined_loss_mean) == (3, 1, "batch")
-    one = parse(Config, ["--dyna.ensemble-size", "1", "--dyna.max-disagreeing-cells", "None"]).dyna
-    assert (one.ensemble_size, one.max_disagreeing_cells) == (1, None)
+    assert (dyna.planner, dyna.counterfactual_anchor, dyna.ensemble_size, dyna.max_disagreeing_cells) == (
+        "counterfactual", True, 1, None)
+    gated = ["--dyna.planner", "dyna", "--dyna.ensemble-size", "3", "--dyna.max-disagreeing-cells", "1"]
+    dyna = parse(Config, gated).dyna
+    assert (dyna.planner, dyna.ensemble_size, dyna.max_disagreeing_cells) == ("dyna", 3, 1)
     with pytest.raises(ConfigError, match=r"pass --dyna.max-disagreeing-cells None"):
-        DynaConfig(ensemble_size=1)
+        DynaConfig(max_disagreeing_cells=1)

@@ -62,7 +62,7 @@ def test_injected_nan_names_update_and_metric(tmp_path, monkeypatch):
 
 
 def test_planning_losses_only_count_while_planning_is_active():
-    declared = Trainer(tiny_config(alg="pdqn")).metrics
+    declared = Trainer(tiny_config(alg="pdqn", dyna=dict(planner="dyna"))).metrics
     values = {m.name: np.zeros((1, 3)) for m in declared}
     values |= {"imagined_td_loss": np.full((1, 3), np.nan), "imagined_mean_q": np.full((1, 3), np.nan)}
     assert non_finite(declared, values, 3, 0, [7]) is None
@@ -75,5 +75,7 @@ def test_planning_losses_only_count_while_planning_is_active():
 def test_the_guard_watches_exactly_the_declared_losses():
     """A guarded metric is named by its declaration: every loss-like metric of PDQN is watched."""
     guarded = {m.name for m in Trainer(tiny_config(alg="pdqn")).metrics if m.guarded}
+    assert guarded == {"td_loss", "mean_q", "model_loss", "counterfactual_td_loss", "counterfactual_mean_q"}
+    guarded = {m.name for m in Trainer(tiny_config(alg="pdqn", dyna=dict(planner="dyna"))).metrics if m.guarded}
     assert guarded == {"td_loss", "mean_q", "model_loss", "imagined_td_loss", "imagined_mean_q"}
     assert {m.name for m in Trainer(tiny_config(alg="pqn")).metrics if m.guarded} == {"td_loss", "mean_q"}

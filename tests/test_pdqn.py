@@ -36,7 +36,7 @@ def imagine(model, q_net, start_obs, key, horizon: int, **gates):
 
 def chain_config(**dyna) -> Config:
     pqn = PQNConfig(num_envs=16, num_steps=8, num_minibatches=4, num_epochs=1, hidden_size=32, conv_features=8)
-    base = dict(horizon=2, num_rollouts=16, plan_minibatches=2, model_minibatches=4, model_fraction=1.0,
+    base = dict(planner="dyna", horizon=2, num_rollouts=16, plan_minibatches=2, model_minibatches=4, model_fraction=1.0,
                 model_hidden=64, model_lr=3e-3, planning_delay=0)
     base.update(dyna)
     return Config(alg="pdqn", total_timesteps=128 * 150, pqn=pqn, dyna=DynaConfig(**base), eval_envs=4, log_every=150)
@@ -153,7 +153,7 @@ def test_with_the_oracle_imagined_rewards_and_terminations_match_the_real_rates(
     same transition distribution as the batch: with the real game as the model the rates agree up to
     sampling noise, and (Breakout being deterministic given its state) the bootstrap gap is exactly 0."""
     pqn = PQNConfig(num_envs=64, num_steps=16, num_minibatches=2, num_epochs=1, hidden_size=16, conv_features=4)
-    dyna = DynaConfig(model="oracle", horizon=1, num_rollouts=4096, plan_minibatches=2, planning_delay=0)
+    dyna = DynaConfig(planner="dyna", model="oracle", horizon=1, num_rollouts=4096, plan_minibatches=2, planning_delay=0)
     config = Config(alg="pdqn", env="breakout", total_timesteps=1024 * 20, pqn=pqn, dyna=dyna, eval_envs=4, log_every=20)
     trainer = Trainer(config)
     _, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(20))
@@ -170,7 +170,7 @@ def test_with_the_oracle_imagined_rewards_and_terminations_match_the_real_rates(
 
 def test_planning_delay_really_delays():
     delay = 3
-    pdqn = tiny_config(alg="pdqn", dyna=dict(planning_delay=delay), log_every=5)
+    pdqn = tiny_config(alg="pdqn", dyna=dict(planner="dyna", planning_delay=delay), log_every=5)
     pqn = dataclasses.replace(pdqn, alg="pqn")
     runs = {}
     for config in (pdqn, pqn):
@@ -234,7 +234,7 @@ def test_ensemble_planning_epsilon_and_batch_mean_loss_run():
     config = tiny_config(
         alg="pdqn",
         log_every=2,
-        dyna=dict(ensemble_size=2, use_plan_eps=True, plan_eps_start=0.5, max_cell_uncertainty=0.4,
+        dyna=dict(planner="dyna", ensemble_size=2, use_plan_eps=True, plan_eps_start=0.5, max_cell_uncertainty=0.4,
                   max_uncertain_cells=50, max_disagreeing_cells=3, imagined_loss_mean="batch"),
     )
     trainer = Trainer(config)

@@ -70,7 +70,7 @@ def test_value_expansion_is_the_compute_matched_update_until_planning_starts(mod
 
 
 def test_untaken_first_actions_are_never_the_behaviour_action_at_that_state():
-    config = tiny_config(alg="pdqn", dyna=dict(first_action="untaken", horizon=1))
+    config = tiny_config(alg="pdqn", dyna=dict(planner="dyna", first_action="untaken", horizon=1))
     trainer = Trainer(config)
     state = trainer.init(jax.random.PRNGKey(0))
     _, rollout = collect(

@@ -83,7 +83,7 @@ def test_one_aim_run_per_seed_with_hparams_and_contexts(tracked):
         assert contexts["episodes"] == {"policy": "behaviour"}
         assert contexts["target_return"] == {"policy": "target"}
         assert contexts["td_loss"] == {"update": "real"} and contexts["lr"] == {"update": "real"}
-        assert contexts["imagined_td_loss"] == {"update": "imagined"}
+        assert contexts["counterfactual_td_loss"] == {"update": "imagined"}
         assert contexts["planning_active"] == {"update": "imagined"}
         assert contexts["model_loss"] == {"component": "model"}
         mine = rows.filter(pl.col("seed") == r["seed"]).sort("update")

@@ -13,8 +13,8 @@ GAMES=${GAMES:-"asterix freeway breakout space_invaders seaquest"}
 COMMON=(--total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128)
 source experiments/train_point.sh
 for game in $GAMES; do
-  point pdqn "$game" --alg pdqn
-  point pdqn-oracle "$game" --alg pdqn --dyna.model oracle
+  point pdqn "$game" --alg pdqn "${GATED_DYNA[@]}"  # PDQN's defaults of the time (train_point.sh)
+  point pdqn-oracle "$game" --alg pdqn "${GATED_DYNA[@]}" --dyna.model oracle
   point pqn "$game" --alg pqn
   point pqn-matched "$game" --alg pqn --pqn.extra-minibatches 20
 done

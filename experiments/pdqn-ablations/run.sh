@@ -20,10 +20,10 @@ source experiments/train_point.sh
 for game in $GAMES; do
   point pqn "$game" --alg pqn
   # ensemble of 3 models; trust a step while the members' next observations differ in at most 1 cell
-  point pdqn-ens3-gate-1 "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
+  point pdqn-ens3-gate-1 "$game" --alg pdqn "${DYNA[@]}" --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
     --dyna.imagined-loss-mean trusted
   # the same gate, imagined TD loss averaged over all rows: a mostly untrusted minibatch moves Q less
-  point pdqn-ens3-gate-1-batch-mean "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
+  point pdqn-ens3-gate-1-batch-mean "$game" --alg pdqn "${DYNA[@]}" --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
     --dyna.imagined-loss-mean batch
   point pdqn "$game" --alg pdqn "${FIRST_PDQN[@]}"  # PDQN's first defaults (train_point.sh)
   # one model; trust a step while at most 2 cells have min(p, 1-p) > 0.2 (gate_quality.md: sharper than
@@ -39,14 +39,14 @@ for game in $GAMES; do
   # point pdqn-sample "$game" --alg pdqn "${FIRST_PDQN[@]}" --dyna.binarize sample
   # today's defaults with planning held back until update 60 of 245 (default 20): Q dips in the updates after
   # planning starts, while the model is still poor (README, "Ablations")
-  point pdqn-ens3-gate-1-batch-mean-delay-60 "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
+  point pdqn-ens3-gate-1-batch-mean-delay-60 "$game" --alg pdqn "${DYNA[@]}" --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
     --dyna.imagined-loss-mean batch --dyna.planning-delay 60
   # today's defaults with imagined cells on above p = 0.3 instead of 0.5: at 0.5 objects the model is unsure
   # where to put vanish (gate_quality.md: fewer cells on than in real frames; at 0.3 the counts match)
-  point pdqn-ens3-gate-1-batch-mean-on-0.3 "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
+  point pdqn-ens3-gate-1-batch-mean-on-0.3 "$game" --alg pdqn "${DYNA[@]}" --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
     --dyna.imagined-loss-mean batch --dyna.on-threshold 0.3
   # today's defaults again, logging imagined_bootstrap_gap (the first runs of them predate that metric)
-  point pdqn-defaults-gap "$game" --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
+  point pdqn-defaults-gap "$game" --alg pdqn "${DYNA[@]}" --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
     --dyna.imagined-loss-mean batch
   if [ "${MORE:-0}" = 1 ]; then  # planned, not run yet (session time): MORE=1 bash experiments/pdqn-ablations/run.sh
     # twice the imagined gradient steps per update (40 imagined vs 64 real)

@@ -13,8 +13,8 @@ point() {  # point NAME GAME ARGS...
 }
 for game in breakout space_invaders; do
   point pqn "$game" --alg pqn
-  point pdqn-h1 "$game" --alg pdqn "${FIRST_PDQN[@]}" --dyna.horizon 1 --dyna.num-rollouts 2560 --dyna.planning-delay 20
-  point pdqn-h3 "$game" --alg pdqn "${FIRST_PDQN[@]}" --dyna.horizon 3 --dyna.num-rollouts 860 --dyna.planning-delay 20
+  point pdqn-h1 "$game" --alg pdqn "${FIRST_PDQN[@]}" --dyna.model-fraction 0.5 --dyna.horizon 1 --dyna.num-rollouts 2560 --dyna.planning-delay 20
+  point pdqn-h3 "$game" --alg pdqn "${FIRST_PDQN[@]}" --dyna.model-fraction 0.5 --dyna.horizon 3 --dyna.num-rollouts 860 --dyna.planning-delay 20
 done
 # The trust gate at 0.1 trusted no imagined step at all (imagined_trusted_fraction 0.0 throughout), so it
 # was dropped after Breakout:

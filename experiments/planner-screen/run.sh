@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/planner-screen/runs
 GAMES=${GAMES:-"asterix freeway breakout space_invaders seaquest"}
-COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128 --eval-every 0.1)
+COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128 --eval-every 0.1 --dyna.model-fraction 1.0)
 ONE=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None)
 CONV=(--dyna.architecture conv --dyna.model-fraction 0.25 --dyna.model-minibatches 8)
 source experiments/train_point.sh
@@ -30,7 +30,9 @@ for game in $GAMES; do
   # anchored rows count only where the model reproduces the taken action's real outcome there (0 or 2 wrong cells)
   point cfa-gate-0 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 0
   point cfa-gate-2 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 2
+  # the model on half of each batch (8 minibatches of 256): half the model's cost
+  point cfa-model-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.model-fraction 0.5
   point cfa-share-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-share 0.5
   point cf-oracle "$game" --dyna.planner counterfactual --dyna.model oracle  # its ceiling: a perfect model
-  point dyna-untaken "$game" --dyna.first-action untaken --dyna.horizon 1 --dyna.num-rollouts 2580
+  point dyna-untaken "$game" "${GATED_DYNA[@]}" --dyna.first-action untaken --dyna.horizon 1 --dyna.num-rollouts 2580
 done

@@ -13,6 +13,6 @@ GAMES=${GAMES:-"breakout space_invaders freeway asterix seaquest"}
 source experiments/train_point.sh
 for game in $GAMES; do
   train_point "$OUT/$game-pdqn-ens3-gate-1-batch-mean" --env "$game" --total-timesteps 1003520 --num-seeds 5 \
-    --seed 5 --eval-envs 128 --alg pdqn --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
+    --seed 5 --eval-envs 128 --alg pdqn "${DYNA[@]}" --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 \
     --dyna.imagined-loss-mean batch --track.experiment pdqn-ens3-gate-1-batch-mean
 done

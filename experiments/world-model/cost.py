@@ -12,9 +12,10 @@ from pdqn.config import DynaConfig
 from pdqn.experiments.benchmark import Benchmark, measure
 
 HERE = Path(__file__).parent
-ONE = dict(ensemble_size=1, max_disagreeing_cells=None)
+BASE = dict(planner="dyna", model_fraction=1.0)  # as run.sh trains them
+ONE = BASE | dict(ensemble_size=1, max_disagreeing_cells=None)
 VARIANTS = {
-    "mlp128-ens3": {},
+    "mlp128-ens3": BASE | dict(ensemble_size=3, max_disagreeing_cells=1),
     "mlp128": ONE,
     "mlp256": ONE | dict(model_hidden=256),
     "conv32": ONE | dict(architecture="conv", model_features=32, model_fraction=0.25),

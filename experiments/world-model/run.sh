@@ -8,13 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/world-model/runs
 GAMES=${GAMES:-"breakout space_invaders freeway asterix seaquest"}
+source experiments/train_point.sh
 # Planning never starts (delay > 245 updates); the imagination the planner still computes is made tiny.
 COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 1 --seed 0 --eval-envs 32 --eval-every 1.0 --no-episode-gif
-        --dyna.planning-delay 100000 --dyna.horizon 1 --dyna.num-rollouts 20 --dyna.plan-minibatches 1)
+        "${DYNA[@]}" --dyna.planning-delay 100000 --dyna.horizon 1 --dyna.num-rollouts 20 --dyna.plan-minibatches 1)
 ONE=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None)
-source experiments/train_point.sh
 for game in $GAMES; do
-  point mlp128-ens3 "$game"                                   # today's default model
+  point mlp128-ens3 "$game" --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1       # Dyna's default model
   point mlp128 "$game" "${ONE[@]}"
   point mlp256 "$game" "${ONE[@]}" --dyna.model-hidden 256
   # the structured model: every cell from its 5x5 neighbourhood (pdqn/conv_dynamics.py), on a quarter of each batch in
