@@ -221,10 +221,6 @@ class DynaConfig:
     counterfactual_max_wrong_cells: int | None = None
     """counterfactual, anchored: a row counts only where the model's prediction of the taken action's outcome at
     that state has at most this many wrong cells (and its reward and termination right); None: every row counts."""
-    first_action: Literal["policy", "untaken"] = "policy"
-    """dyna: the first imagined action of each rollout: the behaviour policy's ("policy"), or one drawn uniformly
-    among the actions the behaviour policy did not take at that real state ("untaken": counterfactual
-    transitions that real data never shows, as in MAD-TD, Voelcker et al. 2024, arXiv 2410.08896)."""
     use_plan_eps: bool = False
     """Use the planning epsilon schedule below instead of the behaviour epsilon."""
     plan_eps_start: float = 1.0

@@ -121,7 +121,10 @@ REPLACED_VALUES: dict[str, dict[Any, Any]] = {"log_every": {0: None}}
 """Top-level values an older version wrote for what is now spelled otherwise (0 = automatic -> None)."""
 
 REMOVED_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
-    "dyna": {"binarize": ("threshold", "sampled imagined cells were rejected by experiments/pdqn-ablations")},
+    "dyna": {
+        "binarize": ("threshold", "sampled imagined cells were rejected by experiments/pdqn-ablations"),
+        "first_action": ("policy", "untaken first actions of Dyna rollouts gave way to the counterfactual planner"),
+    },
 }
 """Options removed after the evidence rejected them: the value that every run now has, and why. A config saved with
 that value loads without the option; one saved with another value ran something this version cannot rebuild."""

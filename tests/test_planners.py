@@ -10,7 +10,6 @@ import pytest
 from pdqn.planners.counterfactual import Counterfactual, Outcome, anchored, one_step_target, reproduces, untaken_actions
 from pdqn.planners.value_expansion import horizon_values, weighted_target
 from pdqn.planning import ImaginedRollout
-from pdqn.rollout import collect
 from pdqn.train import Trainer
 from tests.conftest import tiny_config
 from tests.test_pdqn import CHAIN, greedy_chain_rollout
@@ -67,21 +66,6 @@ def test_value_expansion_is_the_compute_matched_update_until_planning_starts(mod
     weight = np.asarray(metrics["expansion_model_free_weight"])[0]
     assert np.all((weight > 0) & (weight <= 1))
     assert np.all(np.isfinite(np.asarray(metrics["expanded_td_loss"])))
-
-
-def test_untaken_first_actions_are_never_the_behaviour_action_at_that_state():
-    config = tiny_config(alg="pdqn", dyna=dict(planner="dyna", first_action="untaken", horizon=1))
-    trainer = Trainer(config)
-    state = trainer.init(jax.random.PRNGKey(0))
-    _, rollout = collect(
-        trainer.env, state.learner.q_net, state.envs, jax.random.PRNGKey(1), epsilon=jnp.asarray(1.0), num_steps=8
-    )
-    rows = jnp.arange(rollout.reward.size)
-    first = np.asarray(trainer.planner.start(rollout, rows, jax.random.PRNGKey(2)).first_action)
-    taken = np.asarray(rollout.action).reshape(-1)
-    assert np.all(first != taken) and np.all((first >= 0) & (first < trainer.env.num_actions))
-    # With 3 Breakout actions, both other actions are drawn.
-    assert {int(a) for a in (first - taken) % 3} == {1, 2}
 
 
 def test_untaken_actions_are_never_the_taken_one_and_cover_all_the_others():

@@ -17,7 +17,6 @@ for game in $GAMES; do
   # 2 imagined greedy steps from the real next state, 2 sampled rollouts, weighted by their spread in value
   point ve "$game" --dyna.planner value_expansion --dyna.horizon 2 "${ONE[@]}"
   point ve-oracle "$game" --dyna.planner value_expansion --dyna.horizon 2 --dyna.model oracle  # its ceiling: a perfect model
-  # counterfactual Dyna: one imagined step per real state, for an action the behaviour policy did not take there
   # counterfactual actions: the compute-matched control's 20 extra real minibatches, a quarter of whose rows are
   # one-step model transitions for actions the behaviour policy did not take at real states of the batch
   # (cf, cf-conv: the model's own outcome; cfa, cfa-conv: anchored on the real next step, changed where the model
@@ -34,5 +33,4 @@ for game in $GAMES; do
   point cfa-model-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.model-fraction 0.5
   point cfa-share-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-share 0.5
   point cf-oracle "$game" --dyna.planner counterfactual --dyna.model oracle  # its ceiling: a perfect model
-  point dyna-untaken "$game" "${GATED_DYNA[@]}" --dyna.first-action untaken --dyna.horizon 1 --dyna.num-rollouts 2580
 done

@@ -31,9 +31,9 @@ VARIANTS = ["mlp128-ens3", "mlp128", "mlp256", "conv32"]
 
 def table() -> pl.DataFrame:
     rows = []
-    for run in sorted((HERE / "runs").glob("*/metrics.parquet")):
-        game, variant = run.parent.name.split("-", 1)
-        frame = pl.read_parquet(run)
+    for done in sorted((HERE / "runs").glob("*/summary.json")):  # finished runs only
+        game, variant = done.parent.name.split("-", 1)
+        frame = pl.read_parquet(done.parent / "metrics.parquet")
         for point, update in POINTS.items():
             window = frame.filter((pl.col("update") > update - WINDOW) & (pl.col("update") <= update))
             row = {"game": game, "variant": variant, "steps": point}

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Int, PRNGKeyArray
+from jaxtyping import Array, PRNGKeyArray
 
 from pdqn.config import Config
 from pdqn.envs import VecEnv
@@ -70,8 +70,6 @@ class Dyna(Planner):
     gamma: float = eqx.field(static=True)
     td_lambda: float = eqx.field(static=True)
     loss_mean: Literal["trusted", "batch"] = eqx.field(static=True)
-    first_action: Literal["policy", "untaken"] = eqx.field(static=True)
-    num_actions: int = eqx.field(static=True)
 
     @classmethod
     def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "Dyna":
@@ -99,8 +97,6 @@ class Dyna(Planner):
             gamma=config.pqn.gamma,
             td_lambda=config.pqn.td_lambda,
             loss_mean=dyna.imagined_loss_mean,
-            first_action=dyna.first_action,
-            num_actions=env.num_actions,
         )
 
     def init(self, key: PRNGKeyArray) -> DynaState:
@@ -112,9 +108,8 @@ class Dyna(Planner):
         k_model, k_start, k_imagine, k_gap, k_update = jax.random.split(key, 5)
         model_state, model_metrics = self.model.update(state.model, rollout, k_model)
         step_model = self.model.stepper(model_state)
-        k_rows, k_first = jax.random.split(k_start)
-        rows = jax.random.randint(k_rows, (self.num_rollouts,), 0, rollout.reward.size)
-        start = self.start(rollout, rows, k_first)
+        rows = jax.random.randint(k_start, (self.num_rollouts,), 0, rollout.reward.size)
+        start = ImaginedStart(obs=flatten_time(rollout.obs)[rows], carry=self.model.start(rollout, rows))
         imagined = self.imagination.rollout(step_model, learner.q_net, start, k_imagine, self.epsilon(clock))
         gap = self.imagination.bootstrap_gap(step_model, learner.q_net, self.real_steps(rollout, k_gap), k_gap)
         loss = batch_mean_td_loss if self.loss_mean == "batch" else td_loss
@@ -132,15 +127,6 @@ class Dyna(Planner):
             IMAGINED_BOOTSTRAP_GAP.name: gap,
         }
         return learner, DynaState(model=model_state), model_metrics | metrics | self.rollout_metrics(imagined)
-
-    def start(self, rollout: Rollout, rows: Int[Array, " rollouts"], key: PRNGKeyArray) -> ImaginedStart:
-        """Imagined rollouts from these rows of the flattened real batch; with ``first_action="untaken"`` each
-        rollout's first action is drawn uniformly among those the behaviour policy did not take there."""
-        first = None
-        if self.first_action == "untaken":
-            other = jax.random.randint(key, rows.shape, 1, self.num_actions)
-            first = (flatten_time(rollout.action)[rows] + other) % self.num_actions
-        return ImaginedStart(obs=flatten_time(rollout.obs)[rows], carry=self.model.start(rollout, rows), first_action=first)
 
     def real_steps(self, rollout: Rollout, key: PRNGKeyArray) -> RealSteps:
         """``num_rollouts`` real transitions, for the bootstrap-gap diagnostic."""
