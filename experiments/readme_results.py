@@ -1,6 +1,7 @@
-"""Write README.md's headline results (between the ``<!-- results -->`` markers) from two committed reports:
-the held-out low-data study (experiments/study-1m/report-candidate) and the perfect-model diagnostic
-(experiments/oracle-diagnostic/report). Run from the repository root after their analysis.report commands:
+"""Write README.md's headline results (between the ``<!-- results -->`` markers) from the committed report of the
+held-out study (experiments/study-heldout/report) and the published model-based figures beside it
+(experiments/study-heldout/model_based_1m.csv). Run from the repository root after the study's analysis.report
+command (experiments/study-heldout/README.md):
 
     python experiments/readme_results.py
 """
@@ -13,12 +14,11 @@ import polars as pl
 from analysis.table import replace_marked
 from pdqn.config import GAMES
 
-STUDY = Path("experiments/study-1m/report-candidate")
-DIAGNOSTIC = Path("experiments/oracle-diagnostic/report")
+STUDY = Path("experiments/study-heldout/report")
+PUBLISHED = Path("experiments/study-heldout/model_based_1m.csv")
 README = Path("README.md")
-STUDY_COLUMNS = {"pqn": "PQN", "pqn-matched": "compute-matched PQN", "pdqn-ens3-gate-1-batch-mean": "PDQN"}
-DIAGNOSTIC_COLUMNS = {
-    "pqn": "PQN", "pqn-matched": "compute-matched PQN", "pdqn": "PDQN", "pdqn-oracle": "PDQN, perfect model",
+COLUMNS = {
+    "pqn": "PQN", "pqn-matched": "compute-matched PQN", "pqn-wallclock": "wall-clock-matched PQN", "pdqn": "PDQN",
 }  # fmt: skip
 
 
@@ -32,10 +32,13 @@ def cell(rows: pl.DataFrame, game: str, variant: str) -> str:
 
 def table(report: Path, columns: dict[str, str]) -> str:
     rows = pl.read_parquet(report / "table.parquet")
-    lines = ["| game | " + " | ".join(columns.values()) + " |", "|---|" + "---:|" * len(columns)]
+    published = dict(pl.read_csv(PUBLISHED).select("game", "return").iter_rows())
+    header = list(columns.values()) + ["model-based, published"]
+    lines = ["| game | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     for game in GAMES:
         if not rows.filter(pl.col("game") == game).is_empty():
-            lines.append(f"| {game} | " + " | ".join(cell(rows, game, v) for v in columns) + " |")
+            ours = [cell(rows, game, v) for v in columns]
+            lines.append(f"| {game} | " + " | ".join(ours + [f"{published[game]:.1f}" if game in published else "–"]) + " |")
     return "\n".join(lines)
 
 
@@ -59,25 +62,29 @@ def coverage(report: Path) -> str:
     return f"; not run yet: {', '.join(missing)}" if missing else ""
 
 
+def unfinished(report: Path, columns: dict[str, str]) -> str:
+    """A note where some variant of a reported game has not finished."""
+    rows = pl.read_parquet(report / "table.parquet")
+    games = set(rows["game"])
+    missing = any(cell(rows, game, v) == "–" for game in games for v in columns)
+    return " A dash in our columns: that run has not finished." if missing else ""
+
+
 def block() -> str:
-    study = table(STUDY, STUDY_COLUMNS)
-    study_diff = differences(STUDY, "pdqn-ens3-gate-1-batch-mean", STUDY_COLUMNS)
-    diagnostic = table(DIAGNOSTIC, DIAGNOSTIC_COLUMNS)
-    diagnostic_diff = differences(DIAGNOSTIC, "pdqn-oracle", DIAGNOSTIC_COLUMNS)
-    return f"""**Held-out study** (`docs/study-1m.md`): greedy return after 1M env steps, mean ± s.e. over held-out seeds
-5-9 (128 evaluation episodes per seed). PDQN is today's default (Dyna with a gated ensemble of 3 learned models).
+    return f"""**Held-out study** (`experiments/study-heldout/`): greedy return after 1M env steps, mean ± s.e. over fresh
+seeds 10-14 (128 evaluation episodes per seed{coverage(STUDY)}). PDQN is today's default: the anchored counterfactual
+planner with one learned MLP model. Compute-matched PQN takes as many extra real gradient steps as PDQN's planner
+(20 per update), wall-clock-matched PQN as many as fit in PDQN's time per update (42).{unfinished(STUDY, COLUMNS)}
 
-{study}
+{table(STUDY, COLUMNS)}
 
-IQM difference of normalised return (0 = random policy, 1 = PQN's study score), PDQN minus the others, 95 %
-stratified-bootstrap CI: {study_diff}.
+IQM difference of normalised return (0 = random policy, 1 = PQN's score in the earlier study), PDQN minus the
+others, 95 % stratified-bootstrap CI: {differences(STUDY, "pdqn", COLUMNS)}.
 
-**Perfect-model diagnostic** (`experiments/oracle-diagnostic/`, tuning seeds 0-2{coverage(DIAGNOSTIC)}): the same
-planner with the real game as its model.{" A dash: that run has not finished." if "–" in diagnostic else ""}
-
-{diagnostic}
-
-IQM difference, PDQN with the perfect model minus the others: {diagnostic_diff}."""
+The published column is the best model-based agent we know on gymnax MinAtar at 1M env steps (Dedieu et al. 2025,
+a transformer world model with Dyna; `experiments/study-heldout/model_based_1m.csv`). It is quoted, not re-run:
+its agent (a CNN+RNN policy trained on real and imagined data), its evaluation protocol and its seeds differ from
+ours, and it reports no Seaquest figure."""
 
 
 def main() -> None:
