@@ -59,7 +59,7 @@ def coverage(report: Path) -> str:
     """Which games the report holds, said only where it is not all of them."""
     games = set(pl.read_parquet(report / "table.parquet")["game"])
     missing = [game for game in GAMES if game not in games]
-    return f"; not run yet: {', '.join(missing)}" if missing else ""
+    return f"; not in the report yet: {', '.join(missing)}" if missing else ""
 
 
 def unfinished(report: Path, columns: dict[str, str]) -> str:
