@@ -10,7 +10,7 @@ from typing import Any, Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, Int, PRNGKeyArray
 
 from pdqn.config import Config
 from pdqn.envs import VecEnv
@@ -109,8 +109,7 @@ class Dyna(Planner):
         model_state, model_metrics = self.model.update(state.model, rollout, k_model)
         step_model = self.model.stepper(model_state)
         rows = jax.random.randint(k_start, (self.num_rollouts,), 0, rollout.reward.size)
-        start = ImaginedStart(obs=flatten_time(rollout.obs)[rows], carry=self.model.start(rollout, rows))
-        imagined = self.imagination.rollout(step_model, learner.q_net, start, k_imagine, self.epsilon(clock))
+        imagined = self.imagination.rollout(step_model, learner.q_net, self.start(rollout, rows), k_imagine, self.epsilon(clock))
         gap = self.imagination.bootstrap_gap(step_model, learner.q_net, self.real_steps(rollout, k_gap), k_gap)
         loss = batch_mean_td_loss if self.loss_mean == "batch" else td_loss
         batch = imagined_batch(imagined, self.gamma, self.td_lambda)
@@ -128,12 +127,15 @@ class Dyna(Planner):
         }
         return learner, DynaState(model=model_state), model_metrics | metrics | self.rollout_metrics(imagined)
 
+    def start(self, rollout: Rollout, rows: Int[Array, " rollouts"]) -> ImaginedStart:
+        """Imagined rollouts (or real steps) from these rows of the flattened real batch."""
+        return ImaginedStart(obs=flatten_time(rollout.obs)[rows], carry=self.model.start(rollout, rows))
+
     def real_steps(self, rollout: Rollout, key: PRNGKeyArray) -> RealSteps:
         """``num_rollouts`` real transitions, for the bootstrap-gap diagnostic."""
         rows = jax.random.randint(key, (self.num_rollouts,), 0, rollout.reward.size)
-        start = ImaginedStart(obs=flatten_time(rollout.obs)[rows], carry=self.model.start(rollout, rows))
         return RealSteps(
-            start=start,
+            start=self.start(rollout, rows),
             action=flatten_time(rollout.action)[rows],
             next_obs=flatten_time(rollout.next_obs)[rows],
             terminated=flatten_time(rollout.terminated)[rows],
