@@ -21,3 +21,10 @@ for game in $GAMES; do
   # 8 minibatches of 128 (as many steps as the MLPs take, on a quarter of the rows)
   point conv32 "$game" "${ONE[@]}" --dyna.architecture conv --dyna.model-features 32 --dyna.model-fraction 0.25
 done
+# The input: four stacked frames (`--frame-stack 4`: the Q-network sees them too, so the data stream is its own) on the
+# games whose next frame one frame cannot determine (hidden timers, experiments/model-history/)
+for game in $GAMES; do
+  case $game in freeway|space_invaders|asterix) ;; *) continue ;; esac
+  point mlp128-frames-4 "$game" "${ONE[@]}" --frame-stack 4
+  point conv32-frames-4 "$game" "${ONE[@]}" --frame-stack 4 --dyna.architecture conv --dyna.model-features 32 --dyna.model-fraction 0.25
+done

@@ -26,7 +26,7 @@ COLUMNS = {
     metrics.MODEL_TERM_PRECISION.name: "term. prec.",
     metrics.MODEL_TERM_RECALL.name: "term. recall",
 }
-VARIANTS = ["mlp128-ens3", "mlp128", "mlp256", "conv32"]
+VARIANTS = ["mlp128-ens3", "mlp128", "mlp256", "conv32", "mlp128-frames-4", "conv32-frames-4"]
 
 
 def table() -> pl.DataFrame:
