@@ -229,9 +229,11 @@ def iqm_difference(
     seed: int = 0,
     anchors: pl.DataFrame | None = None,
 ) -> tuple[float, float, float] | None:
-    """IQM(``better``) - IQM(``worse``) of anchor-normalised scores, with a stratified bootstrap 95 % CI
-    (seeds resampled within each game, independently per variant); None if a variant is missing."""
+    """IQM(``better``) - IQM(``worse``) of anchor-normalised scores over the games both have, with a stratified
+    bootstrap 95 % CI (seeds resampled within each game, independently per variant); None if they share no game."""
     scores = normalise_scores(finals, column, anchors)
+    shared = set(scores.filter(pl.col("variant") == better)["game"]) & set(scores.filter(pl.col("variant") == worse)["game"])
+    scores = scores.filter(pl.col("game").is_in(sorted(shared)))
     x, y = _by_game(scores, better), _by_game(scores, worse)
     if not x or not y:
         return None

@@ -112,6 +112,7 @@ LEGACY_VALUES: dict[str, dict[str, Any]] = {
         "max_disagreeing_cells": None,
         "imagined_loss_mean": "trusted",
         "counterfactual_anchor": False,
+        "counterfactual_max_wrong_cells": None,
     },
 }
 """Options whose default changed after they were added: a config saved before the option existed ran with

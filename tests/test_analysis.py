@@ -180,6 +180,18 @@ def test_iqm_difference_has_a_ci_that_excludes_zero_for_a_clear_gap():
     assert 0 < low <= point <= high
 
 
+def test_iqm_difference_compares_only_the_games_both_variants_have():
+    import polars as pl
+
+    from analysis.stats import iqm_difference
+
+    rows = [{"game": "a", "variant": v, "seed": seed, "greedy": base + seed} for v, base in (("pdqn", 4.0), ("pqn", 0.0)) for seed in range(5)]
+    rows += [{"game": "b", "variant": "pdqn", "seed": seed, "greedy": 100.0} for seed in range(5)]  # pqn never ran b
+    anchors = pl.DataFrame({"game": ["a", "b"], "random": [0.0, 0.0], "reference": [20.0, 20.0]})
+    point, _, _ = iqm_difference(pl.DataFrame(rows), "pdqn", "pqn", resamples=100, anchors=anchors)
+    assert point == pytest.approx(4 / 20)  # game a alone: (5..7)/20 - (1..3)/20, game b left out
+
+
 def test_an_explicit_experiment_label_names_the_variant():
     from analysis.load import variant_of
 

@@ -139,6 +139,14 @@ def test_a_config_saved_before_the_planner_and_ensemble_gate_existed_means_dyna_
     assert (tiny_config(alg="pdqn").dyna.planner, DynaConfig().model_fraction) == ("counterfactual", 0.5)  # today's
 
 
+def test_a_counterfactual_config_saved_before_the_row_gate_existed_means_every_row_counts():
+    old = rundir.config_dict(tiny_config(alg="pdqn"))
+    del old["dyna"]["counterfactual_max_wrong_cells"]  # the anchored planner ran before the gate was added
+    dyna = rundir.config_from_dict(old).dyna
+    assert (dyna.planner, dyna.counterfactual_anchor, dyna.counterfactual_max_wrong_cells) == ("counterfactual", True, None)
+    assert DynaConfig().counterfactual_max_wrong_cells == 0  # today's
+
+
 def test_shape_mismatch_is_reported(saved):
     run_dir, config, _ = saved
     bigger = tiny_config(alg="pdqn", num_seeds=2, run_dir=run_dir, pqn=dict(hidden_size=64))

@@ -55,12 +55,12 @@ def test_configs_are_frozen():
         Config().alg = "pdqn"  # type: ignore[misc]
 
 
-def test_pdqn_defaults_to_anchored_counterfactuals_of_one_model_and_the_gated_dyna_ensemble_is_flags_away():
+def test_pdqn_defaults_to_gated_anchored_counterfactuals_of_one_model_and_the_gated_dyna_ensemble_is_flags_away():
     from pdqn.cli import parse
 
     dyna = parse(Config, []).dyna
-    assert (dyna.planner, dyna.counterfactual_anchor, dyna.ensemble_size, dyna.max_disagreeing_cells) == (
-        "counterfactual", True, 1, None)
+    assert (dyna.planner, dyna.counterfactual_anchor, dyna.counterfactual_max_wrong_cells) == ("counterfactual", True, 0)
+    assert (dyna.ensemble_size, dyna.max_disagreeing_cells) == (1, None)
     gated = ["--dyna.planner", "dyna", "--dyna.ensemble-size", "3", "--dyna.max-disagreeing-cells", "1"]
     dyna = parse(Config, gated).dyna
     assert (dyna.planner, dyna.ensemble_size, dyna.max_disagreeing_cells) == ("dyna", 3, 1)

@@ -17,5 +17,12 @@ for game in $GAMES; do
   point pqn "$game" --alg pqn
   point pqn-matched "$game" --alg pqn --pqn.extra-minibatches 20
   point pqn-wallclock "$game" --alg pqn --pqn.extra-minibatches 42
-  point pdqn "$game" --alg pdqn
+  point pdqn "$game" --alg pdqn --dyna.counterfactual-max-wrong-cells None  # the default when the study ran
+done
+# Added after the study: the gated counterfactual planner that the planner screen preferred later (a row counts only
+# where the model reproduces the taken action's real step exactly). Seeds 15-19, never run before: 10-14 had been
+# looked at; its controls are the arms above (independent seeds, unpaired comparisons).
+COMMON=(--total-timesteps 1003520 --num-seeds 5 --seed 15 --eval-envs 128 --eval-every 0.1)
+for game in $GAMES; do
+  point pdqn-gate-0 "$game" --alg pdqn --dyna.counterfactual-max-wrong-cells 0
 done
