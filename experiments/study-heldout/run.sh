@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/study-heldout/runs
 GAMES=${GAMES:-"asterix breakout freeway space_invaders seaquest"}
-COMMON=(--total-timesteps 1003520 --num-seeds 5 --seed 10 --eval-envs 128 --eval-every 0.1)
+PROTOCOL=(--total-timesteps 1003520 --num-seeds 5 --eval-envs 128 --eval-every 0.1)
+COMMON=("${PROTOCOL[@]}" --seed 10)
 source experiments/train_point.sh
 for game in $GAMES; do
   point pqn "$game" --alg pqn
@@ -22,7 +23,7 @@ done
 # Added after the study: the gated counterfactual planner that the planner screen preferred later (a row counts only
 # where the model reproduces the taken action's real step exactly). Seeds 15-19, never run before: 10-14 had been
 # looked at; its controls are the arms above (independent seeds, unpaired comparisons).
-COMMON=(--total-timesteps 1003520 --num-seeds 5 --seed 15 --eval-envs 128 --eval-every 0.1)
+COMMON=("${PROTOCOL[@]}" --seed 15)
 for game in $GAMES; do
   point pdqn-gate-0 "$game" --alg pdqn --dyna.counterfactual-max-wrong-cells 0
 done

@@ -13,18 +13,19 @@ source experiments/train_point.sh
 COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 1 --seed 0 --eval-envs 32 --eval-every 1.0 --no-episode-gif
         "${DYNA[@]}" --dyna.planning-delay 100000 --dyna.horizon 1 --dyna.num-rollouts 20 --dyna.plan-minibatches 1)
 ONE=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None)
+CONV=(--dyna.architecture conv --dyna.model-features 32 --dyna.model-fraction 0.25)
 for game in $GAMES; do
   point mlp128-ens3 "$game" --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1       # Dyna's default model
   point mlp128 "$game" "${ONE[@]}"
   point mlp256 "$game" "${ONE[@]}" --dyna.model-hidden 256
   # the structured model: every cell from its 5x5 neighbourhood (pdqn/conv_dynamics.py), on a quarter of each batch in
   # 8 minibatches of 128 (as many steps as the MLPs take, on a quarter of the rows)
-  point conv32 "$game" "${ONE[@]}" --dyna.architecture conv --dyna.model-features 32 --dyna.model-fraction 0.25
+  point conv32 "$game" "${ONE[@]}" "${CONV[@]}"
 done
 # The input: four stacked frames (`--frame-stack 4`: the Q-network sees them too, so the data stream is its own) on the
 # games whose next frame one frame cannot determine (hidden timers, experiments/model-history/)
 for game in $GAMES; do
   case $game in freeway|space_invaders|asterix) ;; *) continue ;; esac
   point mlp128-frames-4 "$game" "${ONE[@]}" --frame-stack 4
-  point conv32-frames-4 "$game" "${ONE[@]}" --frame-stack 4 --dyna.architecture conv --dyna.model-features 32 --dyna.model-fraction 0.25
+  point conv32-frames-4 "$game" "${ONE[@]}" --frame-stack 4 "${CONV[@]}"
 done
