@@ -150,3 +150,18 @@ def test_a_prediction_reproduces_the_real_outcome_within_the_wrong_cells_with_re
     )
     np.testing.assert_array_equal(reproduces(real, predicted, max_wrong_cells=0), [True, False, False, False])
     np.testing.assert_array_equal(reproduces(real, predicted, max_wrong_cells=1), [True, True, False, False])
+
+
+
+def test_counterfactual_rows_replace_real_rows_or_come_on_top_of_full_minibatches():
+    # minibatches of 4 with a share of 0.25: one counterfactual row each, in place of a real one or added to four
+    def config(rows):
+        dyna = dict(planner="counterfactual", plan_minibatches=2, counterfactual_share=0.25, counterfactual_rows=rows)
+        return tiny_config(alg="pdqn", log_every=2, pqn=dict(num_envs=4, num_steps=2, num_minibatches=2), dyna=dyna)
+
+    assert (config("add").pqn.minibatch_size, config("add").counterfactual_rows_per_minibatch) == (4, 1)
+    assert Trainer(config("replace")).planner.real_rows == 2 * 3
+    trainer = Trainer(config("add"))
+    assert trainer.planner.real_rows == 2 * 4
+    _, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(2))  # minibatches of 5 rows train
+    assert np.all(np.isfinite(np.asarray(metrics["counterfactual_td_loss"])))

@@ -30,6 +30,8 @@ for game in $GAMES; do
   # anchored rows count only where the model reproduces the taken action's real outcome there (0 or 2 wrong cells)
   point cfa-gate-0 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 0
   point cfa-gate-2 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 2
+  # the gated rows on top of the compute-matched control's full real minibatches rather than in place of a quarter
+  point cfa-gate-0-add "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 0 --dyna.counterfactual-rows add
   # the model on half of each batch (8 minibatches of 256): half the model's cost
   point cfa-model-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.model-fraction 0.5 "${UNGATED[@]}"
   point cfa-share-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-share 0.5 "${UNGATED[@]}"

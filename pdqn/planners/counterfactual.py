@@ -3,8 +3,9 @@ behaviour policy did not take (MAD-TD, Voelcker et al. 2024, arXiv 2410.08896).
 
 After the real update, the Q-network takes ``minibatches`` more gradient steps, as the compute-matched control
 does, on minibatches of the update's real transitions with their Q(lambda) targets; but a ``share`` of the
-rows (shuffled in with the real ones) are counterfactual: at a real state ``s_t`` of the batch, an action ``a'`` other than the taken
-``a_t`` (uniformly among the others), and the model's one-step prediction of its outcome,
+rows (shuffled in with the real ones, in place of real rows or, with ``add_rows``, on top of full real minibatches)
+are counterfactual: at a real state ``s_t`` of the batch, an action ``a'`` other than the taken ``a_t`` (uniformly
+among the others), and the model's one-step prediction of its outcome,
 
     target(s_t, a') = r'_t + gamma * (1 - p'_t) * max_a Q(s'_{t+1}, a)
 
@@ -114,6 +115,8 @@ class Counterfactual(Planner):
     gamma: float = eqx.field(static=True)
     td_lambda: float = eqx.field(static=True)
     num_actions: int = eqx.field(static=True)
+    add_rows: bool = eqx.field(static=True)
+    """The counterfactual rows come on top of full real minibatches rather than in place of some of their rows."""
     anchor: bool = eqx.field(static=True)
     """Anchor the counterfactual outcome on the real next step (see the module docstring)."""
     max_wrong_cells: int | None = eqx.field(static=True)
@@ -132,6 +135,7 @@ class Counterfactual(Planner):
             gamma=config.pqn.gamma,
             td_lambda=config.pqn.td_lambda,
             num_actions=env.num_actions,
+            add_rows=dyna.counterfactual_rows == "add",
             anchor=dyna.counterfactual_anchor and not model.needs_env_states,  # the oracle: its own randomness
             max_wrong_cells=dyna.counterfactual_max_wrong_cells,
         )
@@ -144,8 +148,7 @@ class Counterfactual(Planner):
     ) -> tuple[Learner, DynaState, Metrics]:
         k_model, k_real, k_imagine, k_fit = jax.random.split(key, 4)
         model_state, model_metrics = self.model.update(state.model, rollout, k_model)
-        real_rows = self.minibatches * (self.minibatch_size - self.rows_per_minibatch)
-        real = subsample(k_real, real_batch(rollout, self.gamma, self.td_lambda), real_rows)
+        real = subsample(k_real, real_batch(rollout, self.gamma, self.td_lambda), self.real_rows)
         imagined, metrics = self.imagine(learner, model_state, rollout, k_imagine)
         # Before the delay the counterfactual rows weigh nothing: the steps are the compute-matched control's.
         active = clock.update >= self.delay
@@ -154,6 +157,11 @@ class Counterfactual(Planner):
         learner, loss, mean_q = self.fit(learner, batch, k_fit, clock.lr, epochs=1, minibatches=self.minibatches)
         metrics |= {PLANNING_ACTIVE.name: active, COUNTERFACTUAL_TD_LOSS.name: loss, COUNTERFACTUAL_MEAN_Q.name: mean_q}
         return learner, DynaState(model=model_state), model_metrics | metrics
+
+    @property
+    def real_rows(self) -> int:
+        """Real rows over the planner's minibatches: full minibatches, or those less the counterfactual rows."""
+        return self.minibatches * (self.minibatch_size - (0 if self.add_rows else self.rows_per_minibatch))
 
     def imagine(
         self, learner: Learner, model_state: Any, rollout: Rollout, key: PRNGKeyArray
