@@ -73,9 +73,9 @@ def unfinished(report: Path, columns: dict[str, str]) -> str:
 def block() -> str:
     return f"""**Held-out study** (`experiments/study-heldout/`): greedy return after 1M env steps, mean ± s.e. over fresh
 seeds 10-14 (128 evaluation episodes per seed{coverage(STUDY)}). PDQN is the default when the study ran: the anchored
-counterfactual planner with one learned MLP model, every counterfactual row counted. Today's default counts a row only
-where the model reproduces the real step (the gate, chosen on tuning seeds afterwards; its held-out runs are in the
-study's README). Compute-matched PQN takes as many extra real gradient steps as PDQN's planner
+counterfactual planner with one learned MLP model, every counterfactual row counted, in place of a real one. Today's
+default counts a row only where the model reproduces the real step (the gate) and adds the rows to full real
+minibatches (both chosen on tuning seeds afterwards; their held-out runs are in the study's README). Compute-matched PQN takes as many extra real gradient steps as PDQN's planner
 (20 per update), wall-clock-matched PQN as many as fit in PDQN's time per update (42).{unfinished(STUDY, COLUMNS)}
 
 {table(STUDY, COLUMNS)}

@@ -214,10 +214,11 @@ class DynaConfig:
     counterfactual_share: float = 0.25
     """counterfactual: share of the planner's minibatch rows that are counterfactual one-step transitions (the rest
     are real transitions with their Q(lambda) targets, as in the compute-matched control)."""
-    counterfactual_rows: Literal["replace", "add"] = "replace"
-    """counterfactual: whether the counterfactual rows "replace" that share of each minibatch's real rows (the
-    planner's steps then see fewer real rows than the compute-matched control's) or are "add"ed to full real
-    minibatches (its real rows are the control's, and each step has 1 + counterfactual_share times the rows)."""
+    counterfactual_rows: Literal["replace", "add"] = "add"
+    """counterfactual: whether the counterfactual rows are "add"ed to full real minibatches (the planner's real rows
+    are the compute-matched control's, and each step has 1 + counterfactual_share times its rows) or "replace" that
+    share of each minibatch's real rows (fewer real rows than the control's; the default until experiments/planner-screen
+    preferred "add")."""
     counterfactual_anchor: bool = True
     """counterfactual, learned model: take the real next step and change only what the model says the untaken
     action changes (frame cells where its predictions for the two actions differ, reward and termination by their

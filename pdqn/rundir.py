@@ -113,6 +113,7 @@ LEGACY_VALUES: dict[str, dict[str, Any]] = {
         "imagined_loss_mean": "trusted",
         "counterfactual_anchor": False,
         "counterfactual_max_wrong_cells": None,
+        "counterfactual_rows": "replace",
     },
 }
 """Options whose default changed after they were added: a config saved before the option existed ran with

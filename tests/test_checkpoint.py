@@ -147,6 +147,13 @@ def test_a_counterfactual_config_saved_before_the_row_gate_existed_means_every_r
     assert DynaConfig().counterfactual_max_wrong_cells == 0  # today's
 
 
+def test_a_counterfactual_config_saved_before_rows_could_be_added_replaced_real_rows():
+    old = rundir.config_dict(tiny_config(alg="pdqn"))
+    del old["dyna"]["counterfactual_rows"]  # every counterfactual run before the option took rows from the real ones
+    assert rundir.config_from_dict(old).dyna.counterfactual_rows == "replace"
+    assert DynaConfig().counterfactual_rows == "add"  # today's
+
+
 def test_shape_mismatch_is_reported(saved):
     run_dir, config, _ = saved
     bigger = tiny_config(alg="pdqn", num_seeds=2, run_dir=run_dir, pqn=dict(hidden_size=64))

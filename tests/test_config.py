@@ -60,6 +60,7 @@ def test_pdqn_defaults_to_gated_anchored_counterfactuals_of_one_model_and_the_ga
 
     dyna = parse(Config, []).dyna
     assert (dyna.planner, dyna.counterfactual_anchor, dyna.counterfactual_max_wrong_cells) == ("counterfactual", True, 0)
+    assert dyna.counterfactual_rows == "add"  # on top of full real minibatches
     assert (dyna.ensemble_size, dyna.max_disagreeing_cells) == (1, None)
     gated = ["--dyna.planner", "dyna", "--dyna.ensemble-size", "3", "--dyna.max-disagreeing-cells", "1"]
     dyna = parse(Config, gated).dyna

@@ -11,6 +11,7 @@ GAMES=${GAMES:-"asterix freeway breakout space_invaders seaquest"}
 COMMON=(--alg pdqn --total-timesteps 1003520 --num-seeds 3 --seed 0 --eval-envs 128 --eval-every 0.1 --dyna.model-fraction 1.0)
 ONE=(--dyna.ensemble-size 1 --dyna.max-disagreeing-cells None)
 UNGATED=(--dyna.counterfactual-max-wrong-cells None)  # every counterfactual row counts (the default until cfa-gate-0 won)
+REPLACE=(--dyna.counterfactual-rows replace)  # counterfactual rows in place of real ones (the default until cfa-gate-0-add won)
 CONV=(--dyna.architecture conv --dyna.model-fraction 0.25 --dyna.model-minibatches 8)
 source experiments/train_point.sh
 for game in $GAMES; do
@@ -23,17 +24,17 @@ for game in $GAMES; do
   # (cf, cf-conv: the model's own outcome; cfa, cfa-conv: anchored on the real next step, changed where the model
   # says the untaken action differs from the taken one); conv: the structured (per-cell) model, trained on a quarter
   # of each batch in minibatches of 128
-  point cf "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.no-counterfactual-anchor "${UNGATED[@]}"
-  point cf-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}" --dyna.no-counterfactual-anchor "${UNGATED[@]}"
-  point cfa "$game" --dyna.planner counterfactual "${ONE[@]}" "${UNGATED[@]}"
-  point cfa-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}" "${UNGATED[@]}"
+  point cf "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.no-counterfactual-anchor "${UNGATED[@]}" "${REPLACE[@]}"
+  point cf-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}" --dyna.no-counterfactual-anchor "${UNGATED[@]}" "${REPLACE[@]}"
+  point cfa "$game" --dyna.planner counterfactual "${ONE[@]}" "${UNGATED[@]}" "${REPLACE[@]}"
+  point cfa-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}" "${UNGATED[@]}" "${REPLACE[@]}"
   # anchored rows count only where the model reproduces the taken action's real outcome there (0 or 2 wrong cells)
-  point cfa-gate-0 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 0
-  point cfa-gate-2 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 2
+  point cfa-gate-0 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 0 "${REPLACE[@]}"
+  point cfa-gate-2 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 2 "${REPLACE[@]}"
   # the gated rows on top of the compute-matched control's full real minibatches rather than in place of a quarter
   point cfa-gate-0-add "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 0 --dyna.counterfactual-rows add
   # the model on half of each batch (8 minibatches of 256): half the model's cost
-  point cfa-model-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.model-fraction 0.5 "${UNGATED[@]}"
-  point cfa-share-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-share 0.5 "${UNGATED[@]}"
-  point cf-oracle "$game" --dyna.planner counterfactual --dyna.model oracle  # its ceiling: a perfect model
+  point cfa-model-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.model-fraction 0.5 "${UNGATED[@]}" "${REPLACE[@]}"
+  point cfa-share-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-share 0.5 "${UNGATED[@]}" "${REPLACE[@]}"
+  point cf-oracle "$game" --dyna.planner counterfactual --dyna.model oracle "${REPLACE[@]}"  # its ceiling: a perfect model
 done

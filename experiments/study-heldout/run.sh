@@ -18,12 +18,19 @@ for game in $GAMES; do
   point pqn "$game" --alg pqn
   point pqn-matched "$game" --alg pqn --pqn.extra-minibatches 20
   point pqn-wallclock "$game" --alg pqn --pqn.extra-minibatches 42
-  point pdqn "$game" --alg pdqn --dyna.counterfactual-max-wrong-cells None  # the default when the study ran
+  point pdqn "$game" --alg pdqn --dyna.counterfactual-max-wrong-cells None --dyna.counterfactual-rows replace  # the default then
 done
 # Added after the study: the gated counterfactual planner that the planner screen preferred later (a row counts only
 # where the model reproduces the taken action's real step exactly). Seeds 15-19, never run before: 10-14 had been
 # looked at; its controls are the arms above (independent seeds, unpaired comparisons).
 COMMON=("${PROTOCOL[@]}" --seed 15)
 for game in $GAMES; do
-  point pdqn-gate-0 "$game" --alg pdqn --dyna.counterfactual-max-wrong-cells 0
+  point pdqn-gate-0 "$game" --alg pdqn --dyna.counterfactual-max-wrong-cells 0 --dyna.counterfactual-rows replace
+done
+# Added after those: the gated rows on top of full real minibatches (`--dyna.counterfactual-rows add`), which the
+# planner screen preferred to rows in place of real ones (tuning seeds 0-2). Seeds 30-34, never run before (20-29 are
+# the GPU study's).
+COMMON=("${PROTOCOL[@]}" --seed 30)
+for game in $GAMES; do
+  point pdqn-add "$game" --alg pdqn --dyna.counterfactual-max-wrong-cells 0 --dyna.counterfactual-rows add
 done

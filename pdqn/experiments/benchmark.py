@@ -116,7 +116,10 @@ def measure(bench: Benchmark) -> dict[str, object]:
     result |= rollout_bytes(trainer, states)
     if bench.phases:
         result["phase_seconds_per_update"] = phase_seconds(trainer, states, bench.repeats)
-    if config.planning:
+    if config.planning and config.dyna.planner == "counterfactual":
+        result["planner_gradient_steps_per_update"] = config.dyna.plan_minibatches
+        result["counterfactual_rows_per_update"] = config.dyna.plan_minibatches * config.counterfactual_rows_per_minibatch
+    elif config.planning and config.dyna.planner == "dyna":
         result["imagined_transitions_per_update"] = config.dyna.imagined_batch_size
         result["imagined_gradient_steps_per_update"] = config.dyna.imagined_gradient_steps
     return result
