@@ -33,4 +33,5 @@ done
 COMMON=("${PROTOCOL[@]}" --seed 30)
 for game in $GAMES; do
   point pdqn-add "$game" --alg pdqn --dyna.counterfactual-max-wrong-cells 0 --dyna.counterfactual-rows add
+  point pqn-matched-30 "$game" --alg pqn --pqn.extra-minibatches 20  # its compute-matched control on the same seeds
 done
