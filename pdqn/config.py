@@ -212,8 +212,8 @@ class DynaConfig:
     """value_expansion: weight of a horizon = 1 / (its value variance over the samples + this floor); the
     model-free target has weight 1 / floor, so a smaller floor trusts agreeing samples more."""
     counterfactual_share: float = 0.25
-    """counterfactual: share of the planner's minibatch rows that are counterfactual one-step transitions (the rest
-    are real transitions with their Q(lambda) targets, as in the compute-matched control)."""
+    """counterfactual: counterfactual one-step transitions per planner minibatch, as a share of its size (added to
+    its real rows or in their place: counterfactual_rows)."""
     counterfactual_rows: Literal["replace", "add"] = "add"
     """counterfactual: whether the counterfactual rows are "add"ed to full real minibatches (the planner's real rows
     are the compute-matched control's, and each step has 1 + counterfactual_share times its rows) or "replace" that

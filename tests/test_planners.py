@@ -152,7 +152,6 @@ def test_a_prediction_reproduces_the_real_outcome_within_the_wrong_cells_with_re
     np.testing.assert_array_equal(reproduces(real, predicted, max_wrong_cells=1), [True, True, False, False])
 
 
-
 def test_counterfactual_rows_replace_real_rows_or_come_on_top_of_full_minibatches():
     # minibatches of 4 with a share of 0.25: one counterfactual row each, in place of a real one or added to four
     def config(rows):
