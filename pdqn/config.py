@@ -224,8 +224,8 @@ class DynaConfig:
     action changes (frame cells where its predictions for the two actions differ, reward and termination by their
     difference), so what no action changes comes from the real game, not from the model."""
     counterfactual_max_wrong_cells: int | None = 0
-    """counterfactual, anchored: a row counts only where the model's prediction of the taken action's outcome at
-    that state has at most this many wrong cells (and its reward and termination right); None: every row counts.
+    """counterfactual, learned model: a row counts only where the model's prediction of the taken action's outcome
+    at that state has at most this many wrong cells (and its reward and termination right); None: every row counts.
     With 0, where the model is poor PDQN falls back to the compute-matched update (experiments/planner-screen)."""
     use_plan_eps: bool = False
     """Use the planning epsilon schedule below instead of the behaviour epsilon."""

@@ -1,6 +1,8 @@
 """The planners beside Dyna: value expansion (hand-computed targets), counterfactual first actions, and the
 counterfactual planner."""
 
+from dataclasses import replace
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -8,11 +10,25 @@ import numpy as np
 import pytest
 
 from pdqn.planners.counterfactual import Counterfactual, Outcome, anchored, one_step_target, reproduces, untaken_actions
+from pdqn.planners.dyna import Dyna
 from pdqn.planners.value_expansion import horizon_values, weighted_target
 from pdqn.planning import ImaginedRollout
 from pdqn.train import Trainer
+from pdqn.world_models import WorldModel
 from tests.conftest import tiny_config
 from tests.test_pdqn import CHAIN, greedy_chain_rollout
+
+
+def model_of(trainer: Trainer) -> WorldModel:
+    """The world model of a trainer's planner."""
+    assert isinstance(trainer.planner, (Dyna, Counterfactual))
+    return trainer.planner.model
+
+
+def counterfactual_planner(config) -> Counterfactual:
+    planner = Trainer(config).planner
+    assert isinstance(planner, Counterfactual)
+    return planner
 
 
 def column(*values):
@@ -87,7 +103,7 @@ def test_with_the_oracle_counterfactual_rows_are_real_states_with_the_untaken_ac
     # A greedy forward-only rollout on the chain: the one untaken action is "quit", which ends the episode at once
     # with the quit reward, so every counterfactual target is exactly that reward.
     config, trainer, q_net, rollout = greedy_chain_rollout()
-    planner = Counterfactual.from_config(config, trainer.env, trainer.planner.model, trainer.real_update.fit)
+    planner = Counterfactual.from_config(config, trainer.env, model_of(trainer), trainer.real_update.fit)
     learner = trainer.real_update.fit.init(q_net)
     batch, metrics = planner.imagine(learner, None, rollout, jax.random.PRNGKey(5))
     assert batch.target.shape == (config.dyna.plan_minibatches * config.counterfactual_rows_per_minibatch,)
@@ -152,6 +168,27 @@ def test_a_prediction_reproduces_the_real_outcome_within_the_wrong_cells_with_re
     np.testing.assert_array_equal(reproduces(real, predicted, max_wrong_cells=1), [True, True, False, False])
 
 
+@pytest.mark.parametrize("anchor", [True, False])
+def test_the_gate_checks_a_learned_model_anchored_or_not_and_never_the_oracle(anchor):
+    # An untrained model reproduces almost no real step of the chain, so the gate drops most of its rows; the
+    # oracle draws its own randomness, so it is never checked against the real step.
+    _, trainer, q_net, rollout = greedy_chain_rollout(model="learned")
+    learner = trainer.real_update.fit.init(q_net)
+    trusted = {}
+    for gate in (None, 0):
+        dyna = dict(counterfactual_anchor=anchor, counterfactual_max_wrong_cells=gate)
+        config = replace(trainer.config, dyna=replace(trainer.config.dyna, **dyna))
+        planner = Counterfactual.from_config(config, trainer.env, model_of(trainer), trainer.real_update.fit)
+        model_state = planner.model.init(jax.random.PRNGKey(3))
+        batch, metrics = planner.imagine(learner, model_state, rollout, jax.random.PRNGKey(5))
+        trusted[gate] = float(metrics["counterfactual_trusted_fraction"])
+        assert float(jnp.mean(batch.weight)) == pytest.approx(trusted[gate])  # a dropped row weighs nothing
+    assert trusted[None] == 1.0 and trusted[0] < 0.5
+    config, trainer, _, _ = greedy_chain_rollout(model="oracle")
+    oracle = Counterfactual.from_config(config, trainer.env, model_of(trainer), trainer.real_update.fit)
+    assert config.dyna.counterfactual_max_wrong_cells == 0 and oracle.max_wrong_cells is None
+
+
 def test_counterfactual_rows_replace_real_rows_or_come_on_top_of_full_minibatches():
     # minibatches of 4 with a share of 0.25: one counterfactual row each, in place of a real one or added to four
     def config(rows):
@@ -159,8 +196,8 @@ def test_counterfactual_rows_replace_real_rows_or_come_on_top_of_full_minibatche
         return tiny_config(alg="pdqn", log_every=2, pqn=dict(num_envs=4, num_steps=2, num_minibatches=2), dyna=dyna)
 
     assert (config("add").pqn.minibatch_size, config("add").counterfactual_rows_per_minibatch) == (4, 1)
-    assert Trainer(config("replace")).planner.real_rows == 2 * 3
+    assert counterfactual_planner(config("replace")).real_rows == 2 * 3
+    assert counterfactual_planner(config("add")).real_rows == 2 * 4
     trainer = Trainer(config("add"))
-    assert trainer.planner.real_rows == 2 * 4
     _, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(2))  # minibatches of 5 rows train
     assert np.all(np.isfinite(np.asarray(metrics["counterfactual_td_loss"])))

@@ -18,9 +18,9 @@ only where the model says the two actions differ,
 
 so what the action does not change (a spawn, an enemy on a hidden timer), which a one-frame model cannot know,
 comes from the real step; under a perfect model that shares the real step's randomness it is the same outcome.
-The oracle draws its own randomness, so it is used unanchored. With ``max_wrong_cells`` a
-row counts only where the model reproduces the real outcome of the taken action at that state (a check of the
-model where it is used). The Q-network is regressed only at real states; the counterfactual rows
+The oracle draws its own randomness, so it is used unanchored and ungated. With ``max_wrong_cells`` a
+row of a learned model, anchored or not, counts only where the model reproduces the real outcome of the taken
+action at that state (a check of the model where it is used). The Q-network is regressed only at real states; the counterfactual rows
 carry what more updates on real data cannot: the outcome of actions the data never shows at that state.
 Targets are fixed once per update with the Q-network the planner receives, as the real targets are fixed
 with the behaviour network. Before ``delay`` the counterfactual rows carry no weight.
@@ -120,7 +120,7 @@ class Counterfactual(Planner):
     anchor: bool = eqx.field(static=True)
     """Anchor the counterfactual outcome on the real next step (see the module docstring)."""
     max_wrong_cells: int | None = eqx.field(static=True)
-    """Anchored rows count only where the model's outcome of the taken action is this close to the real one."""
+    """Rows count only where the model's outcome of the taken action is this close to the real one (None: all)."""
 
     @classmethod
     def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "Counterfactual":
@@ -136,8 +136,9 @@ class Counterfactual(Planner):
             td_lambda=config.pqn.td_lambda,
             num_actions=env.num_actions,
             add_rows=dyna.counterfactual_rows == "add",
-            anchor=dyna.counterfactual_anchor and not model.needs_env_states,  # the oracle: its own randomness
-            max_wrong_cells=dyna.counterfactual_max_wrong_cells,
+            # The oracle draws its own randomness: neither anchored on nor checked against the real step.
+            anchor=dyna.counterfactual_anchor and not model.needs_env_states,
+            max_wrong_cells=None if model.needs_env_states else dyna.counterfactual_max_wrong_cells,
         )
 
     def init(self, key: PRNGKeyArray) -> DynaState:
@@ -192,7 +193,7 @@ class Counterfactual(Planner):
         """The outcome of ``action`` at these rows: the model's, or (``anchor``) the real one shifted by it; and
         which rows to trust."""
         step, obs, carry = self.model.stepper(model_state), flatten_time(rollout.obs)[rows], self.model.start(rollout, rows)
-        if not self.anchor:
+        if not self.anchor and self.max_wrong_cells is None:  # the taken action's outcome is not needed
             return predicted_outcome(step(obs, carry, action, key)[0]), jnp.ones(rows.shape, bool)
         taken = flatten_time(rollout.action)[rows]
         both = predicted_outcome(step(jnp.concatenate([obs, obs]), carry, jnp.concatenate([action, taken]), key)[0])
@@ -205,7 +206,7 @@ class Counterfactual(Planner):
         trusted = jnp.ones(rows.shape, bool)
         if self.max_wrong_cells is not None:
             trusted = reproduces(real, taken_outcome, self.max_wrong_cells)
-        return anchored(real, taken_outcome, untaken), trusted
+        return (anchored(real, taken_outcome, untaken) if self.anchor else untaken), trusted
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
