@@ -296,24 +296,32 @@ class TrackConfig:
     """Disable Aim tracking (metrics.parquet and summary.json are always written)."""
     repo: str = ".aim"
     """Aim repository: a local path (created on first use) or a server address aim://host:port."""
-    experiment: str = ""
-    """Aim experiment name (default: <alg>-<env>)."""
-    sweep: str = ""
-    """Sweep name, recorded as a tag and hparam (set by pdqn.experiments.sweep)."""
+    experiment: str | None = None
+    """Aim experiment name (None: <alg>-<env>)."""
+    sweep: str | None = None
+    """Sweep name, recorded as a tag and hparam (set by pdqn.experiments.sweep; None: not part of a sweep)."""
+
+    def __post_init__(self) -> None:
+        for name in ("experiment", "sweep"):
+            value = getattr(self, name)
+            _require(value is None or (isinstance(value, str) and value != ""), "track." + name, value, "a non-empty name or None")
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
     """Periodic checkpoints of the whole training state, for exact resume."""
 
-    every: int = 0
-    """Save a checkpoint every this many updates (0 = chosen automatically; always at the end)."""
+    every: int | None = None
+    """Save a checkpoint every this many updates (None: at each evaluation; always at the end)."""
     keep: int = 2
     """How many of the most recent checkpoints to keep."""
 
     def __post_init__(self) -> None:
         _require(
-            isinstance(self.every, int) and self.every >= 0, "checkpoint.every", self.every, "a non-negative integer"
+            self.every is None or (isinstance(self.every, int) and self.every >= 1),
+            "checkpoint.every",
+            self.every,
+            "a positive integer or None",
         )
         _positive_ints("checkpoint.", self, ("keep",))
 
@@ -374,8 +382,8 @@ class Config:
     """Seed of the first run; seed i uses seed + i."""
     run_dir: Path | None = None
     """Output folder (default: runs/<alg>-<env>-<timestamp>)."""
-    eval_every: float = 0.05
-    """Evaluate the greedy policy every this fraction of training (and at the end); 0 = only at the end."""
+    eval_every: float | None = 0.05
+    """Evaluate the greedy policy every this fraction of training (and at the end); None: only at the end."""
     eval_envs: int = 128
     """Environments for greedy evaluation, each run to the end of one episode."""
     episode_gif: bool = True
@@ -421,10 +429,10 @@ class Config:
             "in [0, 1)",
         )
         _require(
-            math.isfinite(self.eval_every) and 0.0 <= self.eval_every <= 1.0,
+            self.eval_every is None or (math.isfinite(self.eval_every) and 0.0 < self.eval_every <= 1.0),
             "eval_every",
             self.eval_every,
-            "in [0, 1]",
+            "in (0, 1] or None",
         )
         model_batch = self.model_batch_size
         _require(
@@ -456,7 +464,7 @@ class Config:
     @property
     def eval_interval(self) -> int:
         """Updates between greedy evaluations (num_updates when only at the end)."""
-        if self.eval_every == 0:
+        if self.eval_every is None:
             return self.num_updates
         return max(1, round(self.eval_every * self.num_updates))
 

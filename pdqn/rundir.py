@@ -119,8 +119,15 @@ LEGACY_VALUES: dict[str, dict[str, Any]] = {
 """Options whose default changed after they were added: a config saved before the option existed ran with
 this value, not with today's default (any other missing option takes its default)."""
 
-REPLACED_VALUES: dict[str, dict[Any, Any]] = {"log_every": {0: None}}
-"""Top-level values an older version wrote for what is now spelled otherwise (0 = automatic -> None)."""
+REPLACED_VALUES: dict[str, dict[Any, Any]] = {
+    "log_every": {0: None},
+    "eval_every": {0: None},
+    "checkpoint.every": {0: None},
+    "track.experiment": {"": None},
+    "track.sweep": {"": None},
+}
+"""Values an older version wrote for what is now spelled otherwise (its 0 or "" for "automatic", "only at the end",
+"at each evaluation", "the default name", "no sweep" -> None); a dotted name is an option of a group."""
 
 REMOVED_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
     "dyna": {
@@ -149,8 +156,12 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     (ConfigError/TypeError if invalid)."""
     data = dict(data)
     for name, replaced in REPLACED_VALUES.items():
-        if name in data and data[name] in replaced:
-            data[name] = replaced[data[name]]
+        *group, option = name.split(".")
+        section = data.get(group[0]) if group else data
+        if isinstance(section, dict) and option in section and section[option] in replaced:
+            if group:  # a copy: the caller's dict stays as it was
+                section = data[group[0]] = dict(section)
+            section[option] = replaced[section[option]]
     for name, cls in NESTED.items():
         if name in data:
             if not isinstance(data[name], dict):

@@ -371,7 +371,7 @@ class HostLoop:
         """The next update that must end a chunk: an evaluation, a checkpoint, or the end."""
         config, done = self.config, self.progress.done
         stops = [(done // config.eval_interval + 1) * config.eval_interval, config.num_updates]
-        if config.checkpoint.every:
+        if config.checkpoint.every is not None:
             stops.append((done // config.checkpoint.every + 1) * config.checkpoint.every)
         return min(stops)
 
@@ -424,7 +424,7 @@ class HostLoop:
     def after_rows(self, before: int, force_line: bool = False) -> None:
         """Checkpoint if one is due since update ``before``, and print a progress line now and then."""
         done = self.progress.done
-        every = self.config.checkpoint.every or self.config.eval_interval
+        every = self.config.eval_interval if self.config.checkpoint.every is None else self.config.checkpoint.every
         if done // every > max(before, 0) // every or done == self.config.num_updates:
             self.save()
         now = time.perf_counter()

@@ -181,7 +181,7 @@ class AimHooks(RunHooks):
             for seed in seeds:
                 self.runs[seed] = aim.Run(run_hash=hashes[seed], repo=repo, **RUN_OPTIONS)
             return
-        experiment = config.track.experiment or f"{config.alg}-{config.env}"
+        experiment = f"{config.alg}-{config.env}" if config.track.experiment is None else config.track.experiment
         version = code_version()
         hparams = config_dict(config)
         for seed in seeds:
@@ -191,7 +191,8 @@ class AimHooks(RunHooks):
             aim_run["game"] = config.env
             aim_run["alg"] = config.alg
             aim_run["seed"] = seed
-            aim_run["sweep"] = config.track.sweep
+            if config.track.sweep is not None:
+                aim_run["sweep"] = config.track.sweep
             aim_run["run_dir"] = str(Path(run_dir).resolve())
             aim_run["code"] = version
             for tag in (config.alg, config.env, config.track.sweep):

@@ -154,6 +154,15 @@ def test_a_counterfactual_config_saved_before_rows_could_be_added_replaced_real_
     assert DynaConfig().counterfactual_rows == "add"  # today's
 
 
+def test_zeros_and_empty_names_that_older_versions_wrote_for_defaults_load_as_none():
+    old = rundir.config_dict(tiny_config()) | {"log_every": 0, "eval_every": 0.0}
+    old["checkpoint"]["every"], old["track"]["experiment"], old["track"]["sweep"] = 0, "", ""
+    config = rundir.config_from_dict(old)
+    assert (config.log_every, config.eval_every, config.eval_interval) == (None, None, config.num_updates)
+    assert (config.checkpoint.every, config.track.experiment, config.track.sweep) == (None, None, None)
+    assert old["track"]["sweep"] == ""  # the saved dict itself is left as it was
+
+
 def test_shape_mismatch_is_reported(saved):
     run_dir, config, _ = saved
     bigger = tiny_config(alg="pdqn", num_seeds=2, run_dir=run_dir, pqn=dict(hidden_size=64))

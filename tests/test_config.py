@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from pdqn.config import Config, ConfigError, DynaConfig, PQNConfig
+from pdqn.config import CheckpointConfig, Config, ConfigError, DynaConfig, PQNConfig, TrackConfig
 
 
 def test_defaults_are_the_pqn_minatar_setup():
@@ -42,6 +42,9 @@ def test_derived_values_are_properties():
         (lambda: Config(frame_stack=0), "frame_stack"),
         (lambda: Config(total_timesteps=100), "total_timesteps"),
         (lambda: Config(eval_every=2.0), "eval_every"),
+        (lambda: Config(eval_every=0.0), "eval_every"),  # None: only at the end
+        (lambda: TrackConfig(experiment=""), "track.experiment"),  # None: the default name
+        (lambda: CheckpointConfig(every=0), "checkpoint.every"),  # None: at each evaluation
         (lambda: Config(seed=-1), "seed"),
     ],
 )

@@ -9,7 +9,7 @@ source experiments/train_point.sh
 point() {  # point NAME ARGS...
   local name=$1; shift
   train_point "$OUT/$name" --alg pdqn "${FIRST_PDQN[@]}" --env breakout --total-timesteps 299008 --seed 0 --track.off \
-    --eval-every 0 --dyna.planning-delay 100000 "$@"
+    --eval-every None --dyna.planning-delay 100000 "$@"
 }
 point mlp128-half --dyna.model-hidden 128 --dyna.model-fraction 0.5
 point mlp256-half --dyna.model-hidden 256 --dyna.model-fraction 0.5
