@@ -33,8 +33,10 @@ for game in $GAMES; do
   point cfa-gate-2 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 2 "${REPLACE[@]}"
   # the gated rows on top of the compute-matched control's full real minibatches rather than in place of a quarter
   point cfa-gate-0-add "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-max-wrong-cells 0 --dyna.counterfactual-rows add
+  point cfa-gate-0-add-conv "$game" --dyna.planner counterfactual "${ONE[@]}" "${CONV[@]}" --dyna.counterfactual-max-wrong-cells 0 --dyna.counterfactual-rows add  # with the structured model
   # the model on half of each batch (8 minibatches of 256): half the model's cost
   point cfa-model-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.model-fraction 0.5 "${UNGATED[@]}" "${REPLACE[@]}"
   point cfa-share-0.5 "$game" --dyna.planner counterfactual "${ONE[@]}" --dyna.counterfactual-share 0.5 "${UNGATED[@]}" "${REPLACE[@]}"
   point cf-oracle "$game" --dyna.planner counterfactual --dyna.model oracle "${REPLACE[@]}"  # its ceiling: a perfect model
+  point cf-oracle-add "$game" --dyna.planner counterfactual --dyna.model oracle  # the ceiling of the default (rows added)
 done
