@@ -217,8 +217,8 @@ class DynaConfig:
     counterfactual_rows: Literal["replace", "add"] = "add"
     """counterfactual: whether the counterfactual rows are "add"ed to full real minibatches (the planner's real rows
     are the compute-matched control's, and each step has 1 + counterfactual_share times its rows) or "replace" that
-    share of each minibatch's real rows (fewer real rows than the control's; the default until experiments/planner-screen
-    preferred "add")."""
+    share of each minibatch's real rows (fewer real rows than the control's; the default until
+    experiments/planner-screen preferred "add")."""
     counterfactual_anchor: bool = True
     """counterfactual, learned model: take the real next step and change only what the model says the untaken
     action changes (frame cells where its predictions for the two actions differ, reward and termination by their
@@ -304,7 +304,8 @@ class TrackConfig:
     def __post_init__(self) -> None:
         for name in ("experiment", "sweep"):
             value = getattr(self, name)
-            _require(value is None or (isinstance(value, str) and value != ""), "track." + name, value, "a non-empty name or None")
+            valid = value is None or (isinstance(value, str) and value != "")
+            _require(valid, "track." + name, value, "a non-empty name or None")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,10 +25,9 @@ def model_of(trainer: Trainer) -> WorldModel:
     return trainer.planner.model
 
 
-def counterfactual_planner(config) -> Counterfactual:
-    planner = Trainer(config).planner
-    assert isinstance(planner, Counterfactual)
-    return planner
+def counterfactual_planner(trainer: Trainer) -> Counterfactual:
+    assert isinstance(trainer.planner, Counterfactual)
+    return trainer.planner
 
 
 def column(*values):
@@ -196,8 +195,8 @@ def test_counterfactual_rows_replace_real_rows_or_come_on_top_of_full_minibatche
         return tiny_config(alg="pdqn", log_every=2, pqn=dict(num_envs=4, num_steps=2, num_minibatches=2), dyna=dyna)
 
     assert (config("add").pqn.minibatch_size, config("add").counterfactual_rows_per_minibatch) == (4, 1)
-    assert counterfactual_planner(config("replace")).real_rows == 2 * 3
-    assert counterfactual_planner(config("add")).real_rows == 2 * 4
+    assert counterfactual_planner(Trainer(config("replace"))).real_rows == 2 * 3
     trainer = Trainer(config("add"))
+    assert counterfactual_planner(trainer).real_rows == 2 * 4
     _, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(2))  # minibatches of 5 rows train
     assert np.all(np.isfinite(np.asarray(metrics["counterfactual_td_loss"])))

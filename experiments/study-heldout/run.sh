@@ -2,8 +2,9 @@
 # The held-out study of the "planning that pays" issue: PQN, compute-matched PQN (20 extra real minibatches per
 # update: as many Q-network gradient steps as PDQN), wall-clock-matched PQN (as many extra real minibatches as fit
 # in PDQN's time per update: 42, from the paired benchmarks in README.md here) and PDQN with the defaults of the time
-# (the anchored counterfactual planner, ungated, rows in place of real ones), all five games, 1M env steps, fresh seeds 10-14 (never run before this study; nothing
-# was chosen on them), 5 seeds vmapped per run, greedy evaluation over 128 episodes every 10 % and at the end.
+# (the anchored counterfactual planner, ungated, rows in place of real ones), all five games, 1M env steps, fresh
+# seeds 10-14 (never run before this study; nothing was chosen on them), 5 seeds vmapped per run, greedy evaluation
+# over 128 episodes every 10 % and at the end.
 # Reproduce from the repository root (finished points are skipped, stopped ones resumed):
 #   bash experiments/study-heldout/run.sh
 #   ONLY="pqn pqn-matched" GAMES="asterix" bash experiments/study-heldout/run.sh
