@@ -6,12 +6,12 @@ Scores are normalised with fixed per-game anchors (``analysis.anchors``: 0 = ran
 """
 
 from analysis.anchors import anchors_for, load_anchors
+from analysis.finals import final_returns
 from analysis.load import AnalysisError, load_aim, load_reference, load_run_dirs, require_metrics
 from analysis.plots import interval_plot, iqm_curve_plot, learning_curves, profile_plot
 from analysis.stats import (
     aggregate,
     bootstrap_ci,
-    final_returns,
     interval_estimate,
     interval_estimates,
     iqm,

@@ -94,8 +94,8 @@ def reference_table(finals: pl.DataFrame, variant: str, source: str, command: st
 
 
 def main(argv: list[str] | None = None) -> int:
+    from analysis.finals import final_returns
     from analysis.load import load_run_dirs
-    from analysis.stats import final_returns
     from pdqn.cli import fail
 
     parser = argparse.ArgumentParser(prog="python -m analysis.anchors", description="Write the reference anchor (score 1) from runs.")

@@ -84,12 +84,19 @@ def threshold_table(steps: dict[str, np.ndarray], thresholds: Sequence[float] = 
     )
 
 
+def uncertain_cells(logits: jax.Array, bound: float) -> jax.Array:
+    """Cells per prediction whose probability ``p`` has ``min(p, 1 - p) > bound`` (the uncertain-cell gate that
+    experiments/pdqn-ablations measured and the planners no longer have)."""
+    p = jax.nn.sigmoid(logits)
+    return jnp.sum(jnp.minimum(p, 1.0 - p) > bound, axis=(1, 2, 3))
+
+
 def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Array) -> dict[str, np.ndarray]:
     """Per real step (not ending an episode): wrong (thresholded and sampled), changed, disagreeing, uncertain
     and switched-on cell counts."""
     from pdqn.checkpoint import load_policy, select_seed
     from pdqn.envs import make_env
-    from pdqn.planning import binarise, disagreeing_cells, uncertain_cells
+    from pdqn.models import disagreeing_cells, sample_cells
     from pdqn.networks import greedy_value
     from pdqn.schedules import epsilon_greedy
 
@@ -109,8 +116,8 @@ def measure(run_dir: Path, seed_index: int, envs: int, steps: int, key: jax.Arra
         truth = real.final_obs > 0.5
         q_real = greedy_value(q_net(real.final_obs))
         cells = lambda x: jnp.sum(x, axis=(1, 2, 3))  # noqa: E731
-        sampled = binarise(jax.random.fold_in(key, 1), logits[0], "sample") > 0.5
-        on = {t: binarise(key, logits[0], "threshold", t) > 0.5 for t in ON_THRESHOLDS}
+        sampled = sample_cells(jax.random.fold_in(key, 1), logits[0]) > 0.5
+        on = {t: jax.nn.sigmoid(logits[0]) > t for t in ON_THRESHOLDS}
         out = {
             "wrong_cells": cells(on[0.5] != truth),
             "sampled_wrong_cells": cells(sampled != truth),

@@ -24,7 +24,8 @@ import polars as pl
 
 from analysis.load import AnalysisError, load_aim, load_reference, load_run_dirs, require_metrics
 from analysis.plots import interval_plot, iqm_curve_plot, learning_curves, profile_plot
-from analysis.stats import aggregate, final_returns, iqm_over_steps, per_game_table, performance_profiles
+from analysis.finals import final_returns
+from analysis.stats import aggregate, iqm_over_steps, per_game_table, performance_profiles
 from analysis.table import markdown_table
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "prototype-minatar-curves.parquet"

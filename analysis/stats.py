@@ -1,13 +1,11 @@
-"""Final returns per seed, mean ± standard error with bootstrap CIs, and the cross-game aggregates of
-rliable (Agarwal et al. 2021): IQM, median, mean and optimality gap of normalised scores, performance
-profiles and the probability of improvement, all on polars frames. ``tests/test_analysis.py`` checks the
-IQM, its stratified-bootstrap CI and the probability of improvement against rliable on one score matrix.
+"""Mean ± standard error of the final returns per seed (:mod:`analysis.finals`, which defines them) with
+bootstrap CIs, and the cross-game aggregates of rliable (Agarwal et al. 2021): IQM, median, mean and optimality
+gap of normalised scores, performance profiles and the probability of improvement, all on polars frames.
+``tests/test_analysis.py`` checks the IQM, its stratified-bootstrap CI and the probability of improvement
+against rliable on one score matrix.
 
 Definitions:
 
-- final greedy return of a seed: its last greedy evaluation (``target_return``);
-- final behaviour return of a seed: mean ``behaviour_return`` over the last ``tail`` fraction (10 %)
-  of its env steps (the same as ``summary.json``);
 - normalised score: ``(x - random) / (reference - random)`` with fixed per-game anchors
   (``analysis.anchors``: 0 = a uniformly random policy, 1 = the reference score named in
   ``analysis/anchors/reference.csv``), so a run's score does not depend on the other runs compared;
@@ -33,34 +31,6 @@ from analysis.anchors import anchors_for, reference_name
 
 POLICIES = {"greedy": TARGET_RETURN.name, "behaviour": BEHAVIOUR_RETURN.name}
 RESAMPLES = 2000
-
-
-def final_returns(frame: pl.DataFrame, tail: float = 0.1) -> pl.DataFrame:
-    """One row per run: ``game, alg, variant, seed, run_id, greedy, behaviour, env_step``."""
-    last_step = pl.col("env_step").max().over("run_id")
-    first_step = pl.col("env_step").min().over("run_id")
-    window = frame.filter(pl.col("env_step") > last_step - (last_step - first_step) * tail - 1e-9)
-    behaviour = (
-        window.with_columns(pl.col(BEHAVIOUR_RETURN.name).fill_nan(None))
-        .group_by("run_id")
-        .agg(pl.col(BEHAVIOUR_RETURN.name).mean().alias("behaviour"))
-    )
-    greedy = (
-        frame.filter(pl.col(TARGET_RETURN.name).is_finite())
-        .sort("env_step")
-        .group_by("run_id")
-        .agg(pl.col(TARGET_RETURN.name).last().alias("greedy"))
-    )
-    runs = frame.group_by("run_id").agg(
-        pl.col("game").first(), pl.col("alg").first(), pl.col("variant").first(), pl.col("seed").first(),
-        pl.col("env_step").max(),
-    )
-    return (
-        runs.join(greedy, on="run_id", how="left")
-        .join(behaviour, on="run_id", how="left")
-        .select("game", "alg", "variant", "seed", "run_id", "greedy", "behaviour", "env_step")
-        .sort("game", "variant", "seed")
-    )
 
 
 def bootstrap_ci(values: np.ndarray, statistic=np.mean, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:

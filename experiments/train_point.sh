@@ -3,6 +3,8 @@
 # (summary.json) is skipped, a run stopped part-way (it has a checkpoint) is resumed, anything else is started over.
 # The Dyna planner with a model trained on the whole batch: PDQN before the counterfactual planner became its
 # default (issue 14). Scripts whose runs used it spell it out, so that they reproduce whatever the defaults are later.
+# The arrays below are spelled in pdqn's flags up to commit b6951e8 (the flat --dyna.* planning options): the
+# scripts that use them run at that commit (git checkout b6951e8); train_point and point work with any version.
 DYNA=(--dyna.planner dyna --dyna.model-fraction 1.0)
 # Dyna's defaults before issue 14: the gated ensemble of 3 (the runs labelled pdqn-ens3-gate-1-batch-mean).
 GATED_DYNA=("${DYNA[@]}" --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1 --dyna.imagined-loss-mean batch)

@@ -1,27 +1,69 @@
 """The public names of :mod:`pdqn`, imported on first use (see ``pdqn/__init__.py``)."""
 
-from pdqn.config import GAMES, Config, ConfigError, DynaConfig, PQNConfig
-from pdqn.dynamics import DynamicsModel, Ensemble, ModelBatch, Prediction, model_loss
+from pdqn.config import (
+    GAMES,
+    Config,
+    ConfigError,
+    CounterfactualConfig,
+    DynaConfig,
+    LearnedModelConfig,
+    PlanningConfig,
+    PQNConfig,
+    ValueExpansionConfig,
+)
 from pdqn.envs import EnvStep, EpisodeStats, VecEnv, make_env
 from pdqn.evaluation import evaluate_greedy
 from pdqn.learner import Learner, QFit, RealUpdate
 from pdqn.metrics import Metric
 from pdqn.networks import QNetwork
-from pdqn.planners import Clock, Dyna, NoPlanner, Planner
-from pdqn.planning import ImaginedRollout, ImaginedStart, Imagination, binarise, imagined_batch
+from pdqn.models import (
+    DynamicsModel,
+    Ensemble,
+    LearnedModel,
+    ModelBatch,
+    OracleModel,
+    Prediction,
+    WorldModel,
+    model_loss,
+    sample_cells,
+    threshold_cells,
+)
+from pdqn.planners import (
+    PLANNERS,
+    Clock,
+    Context,
+    Counterfactual,
+    Dyna,
+    ImaginedRollout,
+    ImaginedStart,
+    Imagination,
+    NoPlanner,
+    Planner,
+    PlannerState,
+    ValueExpansion,
+    imagined_batch,
+)
 from pdqn.q_update import QBatch, sgd_epochs, td_loss
 from pdqn.rollout import EnvCarry, Rollout, collect
 from pdqn.schedules import epsilon_greedy, linear_epsilon
 from pdqn.state import TrainState
-from pdqn.targets import batched_q_lambda_targets, lambda_returns, q_lambda_targets
-from pdqn.train import Trainer
-from pdqn.world_models import LearnedModel, OracleModel, WorldModel
+from pdqn.targets import (
+    batched_q_lambda_targets,
+    inverse_variance_target,
+    lambda_returns,
+    n_step_values,
+    one_step_target,
+    q_lambda_targets,
+)
+from pdqn.train import Trainer, make_planner, planner_context
 
 __all__ = [
-    "GAMES",
     "Clock",
     "Config",
     "ConfigError",
+    "Context",
+    "Counterfactual",
+    "CounterfactualConfig",
     "Dyna",
     "DynaConfig",
     "DynamicsModel",
@@ -29,17 +71,22 @@ __all__ = [
     "EnvCarry",
     "EnvStep",
     "EpisodeStats",
+    "GAMES",
+    "Imagination",
     "ImaginedRollout",
     "ImaginedStart",
-    "Imagination",
     "LearnedModel",
+    "LearnedModelConfig",
     "Learner",
     "Metric",
     "ModelBatch",
     "NoPlanner",
     "OracleModel",
+    "PLANNERS",
     "PQNConfig",
     "Planner",
+    "PlannerState",
+    "PlanningConfig",
     "Prediction",
     "QBatch",
     "QFit",
@@ -48,19 +95,27 @@ __all__ = [
     "Rollout",
     "TrainState",
     "Trainer",
+    "ValueExpansion",
+    "ValueExpansionConfig",
     "VecEnv",
     "WorldModel",
     "batched_q_lambda_targets",
-    "binarise",
     "collect",
     "epsilon_greedy",
     "evaluate_greedy",
     "imagined_batch",
+    "inverse_variance_target",
     "lambda_returns",
     "linear_epsilon",
     "make_env",
+    "make_planner",
+    "planner_context",
     "model_loss",
+    "n_step_values",
+    "one_step_target",
     "q_lambda_targets",
+    "sample_cells",
     "sgd_epochs",
     "td_loss",
+    "threshold_cells",
 ]

@@ -23,18 +23,8 @@ import jax
 import numpy as np
 
 from pdqn.config import Config
-from pdqn.rundir import (
-    CHECKPOINT_DIR,
-    POLICY_FILE,
-    POLICY_META,
-    config_dict,
-    config_from_dict,
-    first_line,
-    fsync_dir,
-    normalised,
-    read_json,
-    write_atomic,
-)
+from pdqn.config_migration import config_dict, config_from_dict, normalised
+from pdqn.rundir import CHECKPOINT_DIR, POLICY_FILE, POLICY_META, first_line, fsync_dir, read_json, write_atomic
 
 FORMAT_VERSION = 2
 """2: the training state holds a learner and a planner state (version 1 runs cannot be resumed)."""

@@ -67,8 +67,8 @@ class PQNConfig:
     """Minibatches per epoch; must divide num_envs * num_steps."""
     extra_minibatches: int = 0
     """Compute-matched control: extra real-data gradient steps per update, each on a fresh minibatch of the batch
-    (0 = plain PQN; more than num_minibatches take further shuffled passes). dyna.plan_epochs * dyna.plan_minibatches
-    gives PQN as many extra gradient steps as PDQN's imagined updates; more, as many as fit in PDQN's time."""
+    (0 = plain PQN; more than num_minibatches take further shuffled passes). dyna.counterfactual.minibatches (20)
+    gives PQN as many gradient steps as PDQN's default; more, as many as fit in PDQN's time."""
     lr: float = 5e-4
     """Adam (RAdam) learning rate."""
     lr_linear_decay: bool = True
@@ -136,145 +136,62 @@ class PQNConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DynaConfig:
-    """PDQN planning: a world model and imagined Q(lambda) updates (used by --alg pdqn)."""
+class CounterfactualConfig:
+    """The counterfactual planner (PDQN's default): extra real-data gradient steps whose minibatches also carry
+    one-step model transitions for actions the behaviour policy did not take (pdqn/planners/counterfactual.py)."""
 
-    planner: Literal["dyna", "value_expansion", "counterfactual"] = "counterfactual"
-    """How the world model trains the Q-network: "counterfactual" (plan_minibatches extra steps on real transitions,
-    a counterfactual_share of whose rows are one-step model transitions for actions the behaviour policy did not
-    take; the default: the only planner whose learned model beat compute-matched PQN on any game, at 1.5x PQN's
-    cost, experiments/planner-screen) or "dyna" (imagined rollouts from real states, with Q(lambda) updates of
-    their own after the real ones) or "value_expansion" (plan_minibatches extra steps on real transitions, toward
-    targets expanded by horizon imagined greedy steps from the real next state and weighted by the model's
-    disagreement in value). Planners live in pdqn/planners/."""
-    model: Literal["learned", "oracle"] = "learned"
-    """The world model the planner imagines with: "learned" (the ensemble below, trained on every update's real
-    batch) or "oracle" (the real game stepped from the rollout's real states: a perfect model, the ceiling of
-    what planning can give; the model_* knobs are then unused)."""
-
-    model_lr: float = 1e-3
-    """Learning rate of the dynamics model."""
-    model_fraction: float = 0.5
-    """Fraction of each update's real transitions the model trains on (a fresh random subset each update). 0.5
-    keeps the counterfactual planner within 1.6x PQN's time (the model's update is half of the planner's cost);
-    1.0 doubled changed-cell accuracy for the dyna planner (experiments/model-accuracy)."""
-    model_epochs: int = 1
-    """Passes of the dynamics model over its share of each update's real batch."""
-    model_minibatches: int = 8
-    """Minibatches per model epoch; must divide model_fraction * pqn.num_envs * pqn.num_steps."""
-    architecture: Literal["mlp", "conv"] = "mlp"
-    """Network of the learned model: "mlp" (over the flattened frame) or "conv" (the same small network on every
-    cell's 5x5 neighbourhood, with the action on every cell, a global path and a copy-the-frame residual;
-    pdqn/conv_dynamics.py)."""
-    model_hidden: int = 128
-    """Width of the MLP model's hidden layers."""
-    model_features: int = 32
-    """Features per cell of the convolutional model."""
-    ensemble_size: int = 1
-    """Dynamics-model ensemble members (vmapped); each imagined rollout samples one member per step. The dyna
-    planner's best setting is 3 with max_disagreeing_cells 1 (it beat one ungated model on the study's held-out
-    seeds, experiments/study-1m/README.md): --dyna.planner dyna --dyna.ensemble-size 3 --dyna.max-disagreeing-cells 1.
-    The counterfactual planner asks one model for one step and uses no gate."""
-    horizon: int = 3
-    """Planning steps: length of each imagined rollout."""
-    num_rollouts: int = 860
-    """Imagined rollouts per update (each starts from a state sampled from the real batch)."""
-    plan_epochs: int = 1
-    """Passes over each update's imagined batch."""
-    plan_minibatches: int = 20
-    """Minibatches per imagined epoch; must divide horizon * num_rollouts."""
-    planning_delay: int = 20
-    """Updates before imagination starts (the model trains from the first update)."""
-    on_threshold: float = 0.5
-    """dyna: an imagined cell is on when its predicted probability exceeds this (imagined frames are thresholded
-    before they are fed back; drawing each cell from its probability instead was rejected: experiments/pdqn-ablations,
-    fourth round). At 0.5
-    an object whose next position the model is unsure of can vanish (every candidate cell below 0.5):
-    thresholded predictions have 3-16 % fewer cells on than the real frames (experiments/pdqn-ablations)."""
-    max_cell_uncertainty: float = 0.5
-    """A predicted cell is uncertain when its probability p has min(p, 1-p) above this (0.5: none is);
-    an imagined step is trusted only while it has at most max_uncertain_cells uncertain cells.
-    Untrusted steps and their successors carry no weight."""
-    max_uncertain_cells: int = 0
-    """Uncertain cells (see max_cell_uncertainty) an imagined step may have and still be trusted; a
-    one-frame model cannot know MinAtar's hidden timers, so some cells of a good prediction stay uncertain."""
-    max_disagreeing_cells: int | None = None
-    """Trust an imagined step only while the ensemble members' thresholded next observations differ
-    in at most this many cells (None: no such gate; needs ensemble_size >= 2)."""
-    imagined_loss_mean: Literal["trusted", "batch"] = "batch"
-    """How an imagined minibatch's TD loss is averaged: "trusted" over its live trusted transitions
-    (every imagined step is full-size), "batch" over all its rows (a minibatch that is mostly untrusted
-    or past termination moves the network proportionally less)."""
-    expansion_samples: int = 2
-    """value_expansion: imagined rollouts per real next state (fresh ensemble draws, cells sampled from the
-    predicted probabilities); their spread in value weights each horizon."""
-    value_variance_floor: float = 0.01
-    """value_expansion: weight of a horizon = 1 / (its value variance over the samples + this floor); the
-    model-free target has weight 1 / floor, so a smaller floor trusts agreeing samples more."""
-    counterfactual_share: float = 0.25
-    """counterfactual: counterfactual one-step transitions per planner minibatch, as a share of its size (added to
-    its real rows or in their place: counterfactual_rows)."""
-    counterfactual_rows: Literal["replace", "add"] = "add"
-    """counterfactual: whether the counterfactual rows are "add"ed to full real minibatches (the planner's real rows
-    are the compute-matched control's, and each step has 1 + counterfactual_share times its rows) or "replace" that
-    share of each minibatch's real rows (fewer real rows than the control's; the default until
-    experiments/planner-screen preferred "add")."""
-    counterfactual_anchor: bool = True
-    """counterfactual, learned model: take the real next step and change only what the model says the untaken
-    action changes (frame cells where its predictions for the two actions differ, reward and termination by their
-    difference), so what no action changes comes from the real game, not from the model."""
-    counterfactual_max_wrong_cells: int | None = 0
-    """counterfactual, learned model: a row counts only where the model's prediction of the taken action's outcome
-    at that state has at most this many wrong cells (and its reward and termination right); None: every row counts.
-    With 0, where the model is poor PDQN falls back to the compute-matched update (experiments/planner-screen)."""
-    use_plan_eps: bool = False
-    """Use the planning epsilon schedule below instead of the behaviour epsilon."""
-    plan_eps_start: float = 1.0
-    """Initial planning epsilon (with use_plan_eps)."""
-    plan_eps_finish: float = 0.05
-    """Final planning epsilon (with use_plan_eps)."""
-    plan_eps_decay: float = 0.1
-    """Fraction of all updates over which the planning epsilon decays (with use_plan_eps)."""
+    minibatches: int = 20
+    """Extra gradient steps per update, each on a full minibatch of the update's real transitions (as many as the
+    compute-matched control's --pqn.extra-minibatches) plus its counterfactual rows."""
+    share: float = 0.25
+    """Counterfactual rows added to each of those minibatches, as a share of its size (at least one row)."""
+    max_wrong_cells: int | None = 0
+    """Learned model: a row counts only where the model's prediction of the taken action's outcome at that state has
+    at most this many wrong cells (and its reward and termination right); None: every row counts. With 0, where the
+    model is poor PDQN falls back to the compute-matched update (experiments/planner-screen). The oracle is never
+    checked."""
 
     def __post_init__(self) -> None:
-        p = "dyna."
-        counts = ("model_epochs", "model_minibatches", "model_hidden", "model_features", "ensemble_size", "horizon")
-        _positive_ints(p, self, counts + ("num_rollouts", "plan_epochs", "plan_minibatches", "expansion_samples"))
-        floor = self.value_variance_floor
-        _require(math.isfinite(floor) and floor > 0, p + "value_variance_floor", floor, "a finite number > 0")
-        _non_negative_ints(p, self, ("max_uncertain_cells", "planning_delay"))
-        cells = self.counterfactual_max_wrong_cells
-        _require(cells is None or (isinstance(cells, int) and cells >= 0), p + "counterfactual_max_wrong_cells", cells, "a non-negative integer or None")
-        _require(math.isfinite(self.model_lr) and self.model_lr > 0, p + "model_lr", self.model_lr, "a finite number > 0")
-        _require(
-            self.imagined_batch_size % self.plan_minibatches == 0,
-            p + "plan_minibatches",
-            self.plan_minibatches,
-            f"a divisor of horizon*num_rollouts={self.imagined_batch_size}",
-        )
-        _unit_interval(p, self, ("plan_eps_start", "plan_eps_finish", "plan_eps_decay"))
-        uncertainty, threshold, fraction = self.max_cell_uncertainty, self.on_threshold, self.model_fraction
-        _require(math.isfinite(uncertainty) and 0.0 <= uncertainty <= 0.5, p + "max_cell_uncertainty", uncertainty, "in [0, 0.5]")
-        _require(math.isfinite(threshold) and 0.0 < threshold < 1.0, p + "on_threshold", threshold, "in (0, 1)")
-        _require(math.isfinite(fraction) and 0.0 < fraction <= 1.0, p + "model_fraction", fraction, "in (0, 1]")
-        share = self.counterfactual_share
-        _require(math.isfinite(share) and 0.0 < share <= 1.0, p + "counterfactual_share", share, "in (0, 1]")
-        self._check_gate()
+        p = "dyna.counterfactual."
+        _positive_ints(p, self, ("minibatches",))
+        _require(math.isfinite(self.share) and 0.0 < self.share <= 1.0, p + "share", self.share, "in (0, 1]")
+        cells = self.max_wrong_cells
+        valid = cells is None or (isinstance(cells, int) and cells >= 0)
+        _require(valid, p + "max_wrong_cells", cells, "a non-negative integer or None")
 
-    def _check_gate(self) -> None:
+    def rows_per_minibatch(self, minibatch_size: int) -> int:
+        """Counterfactual rows per planner minibatch (at least one)."""
+        return max(1, round(self.share * minibatch_size))
+
+
+@dataclasses.dataclass(frozen=True)
+class DynaConfig:
+    """The Dyna planner: imagined rollouts from real states, with Q(lambda) updates of their own after the real
+    ones (pdqn/planners/dyna.py). Its best setting is an ensemble of 3 with max_disagreeing_cells 1
+    (experiments/study-1m): --dyna.planner dyna --dyna.learned.ensemble-size 3 --dyna.dyna.max-disagreeing-cells 1."""
+
+    horizon: int = 3
+    """Length of each imagined rollout."""
+    num_rollouts: int = 860
+    """Imagined rollouts per update (each starts from a state sampled from the real batch)."""
+    epochs: int = 1
+    """Passes over each update's imagined batch."""
+    minibatches: int = 20
+    """Minibatches per imagined epoch; must divide horizon * num_rollouts."""
+    max_disagreeing_cells: int | None = None
+    """Trust an imagined step only while the ensemble members' thresholded next observations differ in at most this
+    many cells (None: no such gate; needs --dyna.learned.ensemble-size >= 2)."""
+
+    def __post_init__(self) -> None:
+        p = "dyna.dyna."
+        _positive_ints(p, self, ("horizon", "num_rollouts", "epochs", "minibatches"))
         gate = self.max_disagreeing_cells
+        _require(gate is None or (isinstance(gate, int) and gate >= 0), p + "max_disagreeing_cells", gate, "a non-negative integer or None")
         _require(
-            gate is None or (isinstance(gate, int) and gate >= 0),
-            "dyna.max_disagreeing_cells",
-            gate,
-            "a non-negative integer or None",
-        )
-        _require(
-            gate is None or self.ensemble_size >= 2,
-            "dyna.max_disagreeing_cells",
-            gate,
-            f"None unless dyna.ensemble_size >= 2 (it is {self.ensemble_size}): one model cannot disagree "
-            "(with one model, pass --dyna.max-disagreeing-cells None)",
+            self.imagined_batch_size % self.minibatches == 0,
+            p + "minibatches",
+            self.minibatches,
+            f"a divisor of horizon*num_rollouts={self.imagined_batch_size}",
         )
 
     @property
@@ -285,7 +202,136 @@ class DynaConfig:
     @property
     def imagined_gradient_steps(self) -> int:
         """Q-network gradient steps on imagined data per update."""
-        return self.plan_epochs * self.plan_minibatches
+        return self.epochs * self.minibatches
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueExpansionConfig:
+    """The value-expansion planner: extra steps on real transitions toward targets expanded by imagined greedy steps
+    from the real next state, weighted by the model's disagreement in value (pdqn/planners/value_expansion.py)."""
+
+    horizon: int = 3
+    """Imagined greedy steps after the real next state."""
+    minibatches: int = 20
+    """Extra gradient steps per update, each on a minibatch of real transitions with expanded targets."""
+    samples: int = 2
+    """Imagined rollouts per real next state (fresh ensemble draws, cells sampled from the predicted probabilities);
+    their spread in value weights each horizon."""
+    variance_floor: float = 0.01
+    """Weight of a horizon = 1 / (its value variance over the samples + this floor); the model-free target has weight
+    1 / floor, so a smaller floor trusts agreeing samples more."""
+
+    def __post_init__(self) -> None:
+        p = "dyna.value_expansion."
+        _positive_ints(p, self, ("horizon", "minibatches", "samples"))
+        floor = self.variance_floor
+        _require(math.isfinite(floor) and floor > 0, p + "variance_floor", floor, "a finite number > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedModelConfig:
+    """The learned world model (--dyna.model learned): an ensemble of dynamics networks trained on every update's
+    real batch (pdqn/models/)."""
+
+    lr: float = 1e-3
+    """Learning rate of the dynamics model."""
+    fraction: float = 0.5
+    """Fraction of each update's real transitions the model trains on (a fresh random subset each update). 0.5 keeps
+    the counterfactual planner within 1.6x PQN's time (the model's update is half of the planner's cost); 1.0 doubled
+    changed-cell accuracy for the dyna planner (experiments/model-accuracy)."""
+    epochs: int = 1
+    """Passes of the model over its share of each update's real batch."""
+    minibatches: int = 8
+    """Minibatches per model epoch; must divide fraction * pqn.num_envs * pqn.num_steps."""
+    architecture: Literal["mlp", "conv"] = "mlp"
+    """Network: "mlp" (over the flattened frame) or "conv" (the same small network on every cell's 5x5
+    neighbourhood, with the action on every cell, a global path and a copy-the-frame residual; more accurate on
+    Asterix, not better inside the planners: experiments/world-model, experiments/planner-screen)."""
+    hidden: int = 128
+    """Width of the MLP's hidden layers."""
+    features: int = 32
+    """Features per cell of the convolutional network."""
+    ensemble_size: int = 1
+    """Ensemble members (vmapped); each imagined step of each rollout samples one member."""
+
+    def __post_init__(self) -> None:
+        p = "dyna.learned."
+        _positive_ints(p, self, ("epochs", "minibatches", "hidden", "features", "ensemble_size"))
+        _require(math.isfinite(self.lr) and self.lr > 0, p + "lr", self.lr, "a finite number > 0")
+        _require(math.isfinite(self.fraction) and 0.0 < self.fraction <= 1.0, p + "fraction", self.fraction, "in (0, 1]")
+
+    def batch_size(self, real_batch_size: int) -> int:
+        """Real transitions the model trains on per update, of the update's ``real_batch_size``."""
+        return int(round(self.fraction * real_batch_size))
+
+
+@dataclasses.dataclass(frozen=True)
+class VetoConfig:
+    """Acting with the world model (--dyna.model): the termination veto, greedy Q among the actions the model does
+    not expect to end the episode (pdqn/acting.py)."""
+
+    threshold: float | None = None
+    """Veto an action whose predicted probability of ending the episode is above this, unless every action's is
+    (None: no veto)."""
+    training: bool = True
+    """Veto in the behaviour policy (exploration stays uniform), which also changes the data the Q-network learns
+    from."""
+    evaluation: bool = True
+    """Veto in the greedy evaluations."""
+
+    def __post_init__(self) -> None:
+        p = "dyna.veto."
+        threshold = self.threshold
+        valid = threshold is None or (math.isfinite(threshold) and 0.0 < threshold < 1.0)
+        _require(valid, p + "threshold", threshold, "in (0, 1) or None")
+        used = threshold is None or self.training or self.evaluation
+        _require(used, p + "threshold", threshold, "None when the veto is used neither in training nor in evaluation")
+
+
+PlannerName = Literal["counterfactual", "dyna", "value_expansion"]
+ModelName = Literal["learned", "oracle"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanningConfig:
+    """PDQN planning (used by --alg pdqn): which planner, which world model, and each one's own knobs."""
+
+    planner: PlannerName = "counterfactual"
+    """How the world model trains the Q-network: "counterfactual" (the default: the only planner whose learned model
+    beat compute-matched PQN on any game, at 1.5x PQN's cost, experiments/planner-screen), "dyna" or
+    "value_expansion". Each planner's knobs are in its own group below (--dyna.NAME.*); pdqn/planners/."""
+    model: ModelName = "learned"
+    """The world model the planner imagines with: "learned" (knobs in --dyna.learned.*) or "oracle" (the real game
+    stepped from the rollout's real states: a perfect model, the ceiling of what planning can give)."""
+    planning_delay: int = 20
+    """Updates before planning starts (the model trains from the first update; before it every planner leaves the
+    Q-network as the compute-matched control would)."""
+    counterfactual: CounterfactualConfig = dataclasses.field(default_factory=CounterfactualConfig)
+    """The counterfactual planner."""
+    dyna: DynaConfig = dataclasses.field(default_factory=DynaConfig)
+    """The Dyna planner."""
+    value_expansion: ValueExpansionConfig = dataclasses.field(default_factory=ValueExpansionConfig)
+    """The value-expansion planner."""
+    learned: LearnedModelConfig = dataclasses.field(default_factory=LearnedModelConfig)
+    """The learned world model."""
+    veto: VetoConfig = dataclasses.field(default_factory=VetoConfig)
+    """Acting with the world model."""
+
+    def __post_init__(self) -> None:
+        _non_negative_ints("dyna.", self, ("planning_delay",))
+        gate = self.dyna.max_disagreeing_cells
+        _require(
+            gate is None or self.model != "learned" or self.learned.ensemble_size >= 2,
+            "dyna.dyna.max_disagreeing_cells",
+            gate,
+            f"None unless dyna.learned.ensemble_size >= 2 (it is {self.learned.ensemble_size}): one model cannot "
+            "disagree (with one model, pass --dyna.dyna.max-disagreeing-cells None)",
+        )
+
+    @property
+    def planner_config(self) -> CounterfactualConfig | DynaConfig | ValueExpansionConfig:
+        """The chosen planner's own config."""
+        return getattr(self, self.planner)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,7 +411,7 @@ class Config:
     """Train PQN or PDQN on a MinAtar game (gymnax); seeds run vmapped in one program."""
 
     alg: Literal["pqn", "pdqn"] = "pqn"
-    """Algorithm: pqn, or pdqn (PQN plus Dyna-style planning with a learned model)."""
+    """Algorithm: pqn, or pdqn (PQN plus planning with a world model: --dyna.*)."""
     env: GameName = "breakout"
     """MinAtar game."""
     frame_stack: int = 1
@@ -394,8 +440,8 @@ class Config:
     quickly; progress lines come every ten seconds and at each evaluation)."""
     pqn: PQNConfig = dataclasses.field(default_factory=PQNConfig)
     """PQN hyperparameters (shared by PDQN)."""
-    dyna: DynaConfig = dataclasses.field(default_factory=DynaConfig)
-    """Planning hyperparameters (used by --alg pdqn only)."""
+    dyna: PlanningConfig = dataclasses.field(default_factory=PlanningConfig)
+    """Planning: planner, world model and their knobs (used by --alg pdqn only)."""
     track: TrackConfig = dataclasses.field(default_factory=TrackConfig)
     """Aim tracking."""
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
@@ -435,23 +481,14 @@ class Config:
             self.eval_every,
             "in (0, 1] or None",
         )
-        model_batch = self.model_batch_size
+        learned = self.dyna.learned
+        model_batch = learned.batch_size(self.pqn.batch_size)
         _require(
-            model_batch >= self.dyna.model_minibatches and model_batch % self.dyna.model_minibatches == 0,
-            "dyna.model_minibatches",
-            self.dyna.model_minibatches,
-            f"a divisor of dyna.model_fraction*pqn.num_envs*pqn.num_steps={model_batch}",
+            model_batch >= learned.minibatches and model_batch % learned.minibatches == 0,
+            "dyna.learned.minibatches",
+            learned.minibatches,
+            f"a divisor of dyna.learned.fraction*pqn.num_envs*pqn.num_steps={model_batch}",
         )
-
-    @property
-    def model_batch_size(self) -> int:
-        """Real transitions the dynamics model trains on per update."""
-        return int(round(self.dyna.model_fraction * self.pqn.batch_size))
-
-    @property
-    def counterfactual_rows_per_minibatch(self) -> int:
-        """Counterfactual rows per planner minibatch (at least one)."""
-        return max(1, round(self.dyna.counterfactual_share * self.pqn.minibatch_size))
 
     @property
     def num_updates(self) -> int:

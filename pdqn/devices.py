@@ -14,16 +14,18 @@ The settings of a multi-process run are resolved in one place, :func:`resolve_di
 started by :func:`start_distributed`, which must come before anything starts JAX's backend.
 """
 
+import contextlib
 import dataclasses
 import itertools
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import equinox as eqx
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pdqn.config import ConfigError, DistributedConfig
@@ -133,7 +135,10 @@ def start_distributed(launch: Launch, log: Any, on_timeout: Callable[[str], obje
 
     JAX ends the process with a fatal error when not every process connects in time; ``on_timeout(message)``
     is called first, from a watchdog thread, after ``launch.timeout`` seconds (it should end the process).
+    It is kept for the rest of the run: a collective that waits more than :data:`BARRIER_SECONDS` for the other
+    processes calls it too.
     """
+    global _on_stall
     where = launch.coordinator or "the detected coordinator"
     message = (
         f"process {launch.process_id} of {launch.num_processes}: not every process reached the coordinator "
@@ -142,6 +147,8 @@ def start_distributed(launch: Launch, log: Any, on_timeout: Callable[[str], obje
     watchdog = threading.Timer(launch.timeout, on_timeout, args=(message,))
     watchdog.daemon = True
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # cross-process collectives on CPU
+    # JAX's preemption service would take SIGTERM for itself: the run's own stop signals must see it.
+    jax.config.update("jax_enable_preemption_service", False)
     watchdog.start()
     try:
         jax.distributed.initialize(
@@ -150,11 +157,16 @@ def start_distributed(launch: Launch, log: Any, on_timeout: Callable[[str], obje
             process_id=launch.process_id,
             initialization_timeout=launch.timeout + 30,
         )
+        # The first collective sets up the CPU collectives' connections (gloo), and gives up when the other
+        # processes are more than 30 s away; later ones wait. The processes have just met at the coordinator:
+        # make that first one now, not at a later collective that they may reach minutes apart.
+        multihost_utils.sync_global_devices("pdqn-started")
     except Exception as err:  # JaxRuntimeError (e.g. the port is taken), RuntimeError (JAX already started)
         text = " ".join(str(err).split()) or type(err).__name__
         raise DistributedError(f"cannot start process {launch.process_id} of {launch.num_processes} at {where}: {text}") from None
     finally:
         watchdog.cancel()
+    _on_stall = on_timeout
     print(
         f"note: process {jax.process_index()} of {jax.process_count()} ({launch.source}), "
         f"{jax.local_device_count()} of {jax.device_count()} devices here",
@@ -171,22 +183,50 @@ def is_primary() -> bool:
 # ---- collectives ------------------------------------------------------------------------------
 
 BARRIER_SECONDS = 3600.0
+"""The longest a collective waits for the other processes (one compiling while another found the program in the
+persistent cache, process 0 writing a checkpoint) before the run is abandoned."""
 _barriers = itertools.count()
-"""Every process makes the same sequence of collective calls, so the n-th barrier has the same name everywhere."""
+"""Every process makes the same sequence of barriers, so the n-th one has the same name everywhere."""
+_on_stall: Callable[[str], object] | None = None
+"""What :func:`start_distributed` was told to call on a time-out (it ends the process); None before it ran."""
+
+
+@contextlib.contextmanager
+def waiting_for_all(name: str, timeout: float = BARRIER_SECONDS) -> Iterator[None]:
+    """Bound the wait of the collective ``name`` for the other processes: past ``timeout`` seconds the run is
+    abandoned through :func:`start_distributed`'s ``on_timeout`` (a thread cannot interrupt a collective, only
+    end the process).
+
+    Without it (JAX started by a caller of its own) the collective waits as long as JAX lets it. A process that
+    dies is noticed sooner, by the heartbeats of JAX's coordination service, which then ends every process."""
+    on_stall = _on_stall
+    if on_stall is None or jax.process_count() == 1:
+        yield
+        return
+    message = (
+        f"process {jax.process_index()} of {jax.process_count()}: not every process reached the collective "
+        f"{name!r} within {timeout:g}s (did another process stop or hang?)"
+    )
+    watchdog = threading.Timer(timeout, on_stall, args=(message,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield
+    finally:
+        watchdog.cancel()
 
 
 def barrier(name: str, timeout: float = BARRIER_SECONDS) -> None:
-    """Wait until every process reaches this barrier (a no-op in a one-process run).
+    """Wait until every process reaches this barrier (a no-op in a one-process run); past ``timeout`` seconds
+    the run is abandoned (:func:`waiting_for_all`).
 
-    Every collective below passes one first: the processes may arrive far apart (one compiling while another
-    found the program in the persistent cache, process 0 writing a checkpoint), and the CPU collectives (gloo)
-    give up after 30 s, while JAX's coordination service, which this waits on, allows ``timeout``. A process that
-    dies is noticed by the service's heartbeats."""
-    from jax._src import distributed  # the coordination-service client, as jax.experimental's checkpointing uses it
-
-    client = distributed.global_state.client
-    if client is not None and jax.process_count() > 1:
-        client.wait_at_barrier(f"pdqn-{name}-{next(_barriers)}", int(timeout * 1000))
+    A collective of its own (``multihost_utils.sync_global_devices``), which also checks that every process
+    reached the barrier of the same name."""
+    if jax.process_count() == 1:
+        return
+    unique = f"pdqn-{name}-{next(_barriers)}"
+    with waiting_for_all(unique, timeout):
+        multihost_utils.sync_global_devices(unique)
 
 
 def stop_distributed() -> None:
@@ -204,10 +244,8 @@ def to_host(x: Any) -> np.ndarray:
     """A (possibly sharded, possibly multi-process) array as one NumPy array on this host (a collective when
     the array spans processes: every process must call it)."""
     if _spans_processes(x):
-        from jax.experimental import multihost_utils
-
-        barrier("to-host")
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        with waiting_for_all("to-host"):
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
 
 
@@ -217,10 +255,8 @@ def gather(tree: Any) -> Any:
     leaves, treedef = jax.tree.flatten(tree)
     spread = [i for i, x in enumerate(leaves) if _spans_processes(x)]
     if spread:
-        from jax.experimental import multihost_utils
-
-        barrier("gather")
-        copies = multihost_utils.process_allgather([leaves[i] for i in spread], tiled=True)
+        with waiting_for_all("gather"):
+            copies = multihost_utils.process_allgather([leaves[i] for i in spread], tiled=True)
         for i, copy in zip(spread, copies):
             leaves[i] = np.asarray(copy)
     return jax.tree.unflatten(treedef, leaves)
@@ -228,10 +264,8 @@ def gather(tree: Any) -> Any:
 
 def all_processes(value: np.ndarray) -> np.ndarray:
     """``value`` of every process, stacked along a new leading axis (a collective)."""
-    from jax.experimental import multihost_utils
-
-    barrier("all-processes")
-    return np.asarray(multihost_utils.process_allgather(np.asarray(value)))
+    with waiting_for_all("all-processes"):
+        return np.asarray(multihost_utils.process_allgather(np.asarray(value)))
 
 
 # ---- seed placement ---------------------------------------------------------------------------

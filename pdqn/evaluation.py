@@ -6,10 +6,12 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from pdqn.envs import VecEnv
 from pdqn.networks import QNetwork
+from pdqn.rollout import ActingQ
 
 
-def evaluate_greedy(env: VecEnv, q_net: QNetwork, key: PRNGKeyArray) -> Float[Array, " envs"]:
-    """Undiscounted return of one complete greedy episode in each of ``env.num_envs`` environments."""
+def evaluate_greedy(env: VecEnv, q_net: QNetwork, key: PRNGKeyArray, acting_q: ActingQ | None = None) -> Float[Array, " envs"]:
+    """Undiscounted return of one complete greedy episode in each of ``env.num_envs`` environments (greedy over
+    ``acting_q``'s values, if given)."""
     k_reset, k_run = jax.random.split(key)
     obs, env_state, stats = env.reset(k_reset)
     finished = jnp.zeros(env.num_envs, bool)
@@ -22,7 +24,10 @@ def evaluate_greedy(env: VecEnv, q_net: QNetwork, key: PRNGKeyArray) -> Float[Ar
     def step(carry):
         key, obs, env_state, stats, returns, finished, t = carry
         key, k_env = jax.random.split(key)
-        action = jnp.argmax(q_net(obs), axis=-1)
+        q = q_net(obs)
+        if acting_q is not None:
+            q, _ = acting_q(q, obs, env_state, jax.random.fold_in(k_env, 1))
+        action = jnp.argmax(q, axis=-1)
         out, env_state, stats = env.step(k_env, env_state, stats, action)
         returns = jnp.where(finished | ~out.done, returns, out.finished_return)
         return key, out.obs, env_state, stats, returns, finished | out.done, t + 1

@@ -87,6 +87,12 @@ UPDATE_METRICS = (
 )  # fmt: skip
 """What every update produces, whatever the planner."""
 
+VETOED_ACTION_RATE = Metric(
+    "vetoed_action_rate", BEHAVIOUR, "share of behaviour steps whose greedy action the termination veto changed",
+    show=("vetoed", ".4f"),
+)  # fmt: skip
+"""Produced when the behaviour policy acts with the termination veto (--dyna.veto.threshold)."""
+
 TARGET_RETURN = Metric("target_return", TARGET, "mean greedy return over the evaluation episodes (at evaluation updates, NaN elsewhere)")
 """Filled in by the host loop at each greedy evaluation, not by the compiled update."""
 
@@ -130,7 +136,6 @@ IMAGINED_BOOTSTRAP_GAP = Metric("imagined_bootstrap_gap", IMAGINED, "max Q of th
 IMAGINED_ALIVE_FRACTION = Metric("imagined_alive_fraction", IMAGINED, "share of imagined steps before their episode ended")
 IMAGINED_TRUSTED_FRACTION = Metric("imagined_trusted_fraction", IMAGINED, "share of imagined steps alive and trusted by the gates")
 IMAGINED_DISAGREEING_CELLS = Metric("imagined_disagreeing_cells", IMAGINED, "cells the ensemble members disagree on per live imagined step")
-IMAGINED_UNCERTAIN_CELLS = Metric("imagined_uncertain_cells", IMAGINED, "uncertain predicted cells per live imagined step")
 
 DYNA_METRICS = (
     PLANNING_ACTIVE, IMAGINED_TD_LOSS, IMAGINED_MEAN_Q, IMAGINED_REWARD_RATE, IMAGINED_TERMINATION_RATE,
@@ -164,7 +169,7 @@ COUNTERFACTUAL_MEAN_Q = Metric("counterfactual_mean_q", IMAGINED, "mean Q(s, a) 
 COUNTERFACTUAL_TARGET_GAP = Metric("counterfactual_target_gap", IMAGINED, "mean one-step target of the counterfactual rows minus Q(s, a') before the steps (negative: the Q-network overvalues the untaken actions)")
 COUNTERFACTUAL_REWARD_RATE = Metric("counterfactual_reward_rate", IMAGINED, "mean predicted reward of the counterfactual transitions")
 COUNTERFACTUAL_TERMINATION_RATE = Metric("counterfactual_termination_rate", IMAGINED, "mean predicted termination probability of the counterfactual transitions")
-COUNTERFACTUAL_TRUSTED_FRACTION = Metric("counterfactual_trusted_fraction", IMAGINED, "share of the counterfactual rows that count (where the model reproduces the taken action's real outcome, with dyna.counterfactual_max_wrong_cells)")
+COUNTERFACTUAL_TRUSTED_FRACTION = Metric("counterfactual_trusted_fraction", IMAGINED, "share of the counterfactual rows that count (where the model reproduces the taken action's real outcome, with --dyna.counterfactual.max-wrong-cells)")
 
 COUNTERFACTUAL_METRICS = (
     PLANNING_ACTIVE, COUNTERFACTUAL_TD_LOSS, COUNTERFACTUAL_MEAN_Q, COUNTERFACTUAL_TARGET_GAP,

@@ -1,5 +1,5 @@
-"""A run directory: its layout, atomic writes, and the config saved in it (with the migration of configs
-written by older versions, in one place).
+"""A run directory: its layout, atomic writes, and the config saved in it (configs written by older versions are
+migrated by :mod:`pdqn.config_migration`).
 
 ::
 
@@ -12,7 +12,6 @@ written by older versions, in one place).
     aim_runs.json       the Aim runs of this run, so that a resume continues them
 """
 
-import dataclasses
 import json
 import os
 import socket
@@ -21,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pdqn.config import CheckpointConfig, Config, ConfigError, DynaConfig, PQNConfig, TrackConfig
+from pdqn.config import Config
+from pdqn.config_migration import config_dict, config_from_dict, normalised
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.parquet"
@@ -97,87 +97,6 @@ def check_writable(path: Path) -> None:
 
 
 # ---- configs ----------------------------------------------------------------------------
-
-
-def config_dict(config: Config) -> dict[str, Any]:
-    """The config as JSON-ready data (what ``config.json``, checkpoints and Aim's hparams hold)."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
-
-
-LEGACY_VALUES: dict[str, dict[str, Any]] = {
-    "dyna": {
-        "planner": "dyna",
-        "model_fraction": 1.0,
-        "ensemble_size": 1,
-        "max_disagreeing_cells": None,
-        "imagined_loss_mean": "trusted",
-        "counterfactual_anchor": False,
-        "counterfactual_max_wrong_cells": None,
-        "counterfactual_rows": "replace",
-    },
-}
-"""Options whose default changed after they were added: a config saved before the option existed ran with
-this value, not with today's default (any other missing option takes its default)."""
-
-REPLACED_VALUES: dict[str, dict[Any, Any]] = {
-    "log_every": {0: None},
-    "eval_every": {0: None},
-    "checkpoint.every": {0: None},
-    "track.experiment": {"": None},
-    "track.sweep": {"": None},
-}
-"""Values an older version wrote for what is now spelled otherwise (its 0 or "" for "automatic", "only at the end",
-"at each evaluation", "the default name", "no sweep" -> None); a dotted name is an option of a group."""
-
-REMOVED_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
-    "dyna": {
-        "binarize": ("threshold", "sampled imagined cells were rejected by experiments/pdqn-ablations"),
-        "first_action": ("policy", "untaken first actions of Dyna rollouts gave way to the counterfactual planner"),
-    },
-}
-"""Options removed after the evidence rejected them: the value that every run now has, and why. A config saved with
-that value loads without the option; one saved with another value ran something this version cannot rebuild."""
-
-
-def without_removed_options(name: str, section: dict[str, Any]) -> dict[str, Any]:
-    """``section`` (the saved ``name`` group) without the options removed since (ConfigError for a value that is
-    no longer possible)."""
-    section = dict(section)
-    for option, (kept, why) in REMOVED_OPTIONS.get(name, {}).items():
-        if option in section and section.pop(option) != kept:
-            raise ConfigError(f"{name}.{option} was removed ({why}); only {kept!r} runs now")
-    return section
-
-NESTED = {"pqn": PQNConfig, "dyna": DynaConfig, "track": TrackConfig, "checkpoint": CheckpointConfig}
-
-
-def config_from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from :func:`config_dict`'s output, also one written by an older version
-    (ConfigError/TypeError if invalid)."""
-    data = dict(data)
-    for name, replaced in REPLACED_VALUES.items():
-        *group, option = name.split(".")
-        section = data.get(group[0]) if group else data
-        if isinstance(section, dict) and option in section and section[option] in replaced:
-            if group:  # a copy: the caller's dict stays as it was
-                section = data[group[0]] = dict(section)
-            section[option] = replaced[section[option]]
-    for name, cls in NESTED.items():
-        if name in data:
-            if not isinstance(data[name], dict):
-                raise TypeError(f"{name} must be an object")
-            data[name] = cls(**(LEGACY_VALUES.get(name, {}) | without_removed_options(name, data[name])))
-    if data.get("run_dir") is not None:
-        data["run_dir"] = Path(data["run_dir"])
-    return Config(**data)
-
-
-def normalised(saved: Any) -> Any:
-    """A saved config as this version writes it: options added since it was saved take their defaults."""
-    try:
-        return config_dict(config_from_dict(saved))
-    except Exception:  # not a valid config at all: compared as saved, so it cannot match
-        return saved
 
 
 def write_config(run_dir: Path, config: Config) -> None:

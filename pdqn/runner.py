@@ -1,5 +1,6 @@
-"""The host loop: compiled chunks of updates, greedy evaluations, the NaN guard, outputs, checkpoints and
-progress lines. All I/O happens here, between chunks; the compiled step never calls back to Python.
+"""The host loop: compiled chunks of updates, greedy evaluations, the NaN guard, checkpoints, and when the
+outputs (:mod:`pdqn.outputs`: metric rows, progress lines, summary, episode GIF) are made. All I/O happens
+between chunks; the compiled step never calls back to Python.
 
 Every wait on compiled work (compiling, a chunk, an evaluation) polls for SIGINT/SIGTERM, so a stop request is
 answered within a fraction of a second: the newest completed state is checkpointed and
@@ -11,11 +12,8 @@ and on stopping (when any of them received a signal), so all of them checkpoint 
 """
 
 import dataclasses
-import json
-import math
 import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,18 +29,26 @@ from pdqn import checkpoint
 from pdqn.config import Config
 from pdqn.devices import all_processes, barrier, gather, is_primary, seed_placement, to_host
 from pdqn.hooks import RunHooks, RunInfo, SafeHooks
-from pdqn.metrics import BEHAVIOUR_RETURN, ENV_STEP, SEED, TARGET_RETURN, UPDATE, Metric
-from pdqn.envs import make_env
-from pdqn.render import write_policy_gif
-from pdqn.rundir import EPISODE_GIF, METRICS_FILE, SUMMARY_FILE, config_dict, first_line, write_atomic, write_config
+from pdqn.metrics import ENV_STEP, SEED, TARGET_RETURN, UPDATE, Metric
+from pdqn.outputs import (
+    ProgressLines,
+    env_card,
+    first_seed_q_net,
+    metric_rows,
+    run_tag,
+    summarise,
+    with_target_returns,
+    write_episode_gif,
+    write_metrics,
+    write_summary,
+)
+from pdqn.rundir import METRICS_FILE, write_config
 from pdqn.signals import StopSignals
 from pdqn.state import TrainState
-from pdqn.train import Trainer, compiled
+from pdqn.train import Trainer
 
 CHUNK_SECONDS = 2.0
 """Wall-clock length a chunk is sized to (without ``--log-every``): the longest a stop request waits."""
-PROGRESS_SECONDS = 10.0
-"""At most one progress line per this many seconds (and one at each evaluation and at the end)."""
 
 
 class NonFiniteError(RuntimeError):
@@ -130,9 +136,9 @@ def restore(config: Config, run_dir: Path, like: dict[str, Any], log: Any) -> tu
                 f"{path} holds {kept.height} rows up to update {ckpt.update}, the checkpoint expects {meta['rows']}"
             )
         if kept.height != rows.height and is_primary():
-            write_atomic(path, kept.write_parquet)
+            write_metrics(run_dir, kept)
         progress.frames.append(kept)
-    print(f"[{config.alg} {config.env}] resuming from update {ckpt.update}/{config.num_updates}", file=log, flush=True)
+    print(f"{run_tag(config)} resuming from update {ckpt.update}/{config.num_updates}", file=log, flush=True)
     return ckpt.states, ckpt.eval_key, progress
 
 
@@ -171,106 +177,6 @@ def params_finite(states: TrainState) -> bool:
     return bool(all_finite((states.learner.q_net, states.planner)))
 
 
-# ---- outputs ----------------------------------------------------------------------------
-
-
-def metric_rows(
-    values: dict[str, np.ndarray], n: int, first_update: int, seeds: Sequence[int], metrics: Sequence[Metric]
-) -> pl.DataFrame:
-    """One row per seed and update from a chunk's ``[seed, update]`` metric arrays, in declaration order."""
-    frames = []
-    for i, seed in enumerate(seeds):
-        columns: dict[str, Any] = {
-            SEED: np.full(n, seed, np.int64),
-            UPDATE: np.arange(first_update + 1, first_update + n + 1, dtype=np.int64),
-            ENV_STEP: values[ENV_STEP][i, :n].astype(np.int64),
-        }
-        for metric in metrics:
-            columns[metric.name] = values[metric.name][i, :n].astype(np.float64)
-        columns[TARGET_RETURN.name] = np.full(n, np.nan)
-        frames.append(pl.DataFrame(columns))
-    return pl.concat(frames)
-
-
-def with_target_returns(frame: pl.DataFrame, seeds: Sequence[int], update: int, returns: np.ndarray) -> pl.DataFrame:
-    """Fill ``target_return`` (each seed's mean greedy return) in the rows of ``update``."""
-    name = TARGET_RETURN.name
-    seed_means = pl.DataFrame({SEED: list(seeds), UPDATE: [update] * len(seeds), "_t": returns.mean(axis=1)})
-    return frame.join(seed_means, on=[SEED, UPDATE], how="left").with_columns(
-        pl.coalesce("_t", name).alias(name)
-    ).drop("_t")
-
-
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
-def progress_line(
-    config: Config, metrics: Sequence[Metric], frame: pl.DataFrame, steps_per_second: float, last_target: float
-) -> str:
-    """``[alg env] steps | speed | ETA | behaviour | greedy | <each metric declared with show>``."""
-    update = int(frame[UPDATE].max())  # type: ignore[arg-type]
-    steps = update * config.env_steps_per_update
-    total = config.num_updates * config.env_steps_per_update
-    remaining = (total - steps) * config.num_seeds / steps_per_second if steps_per_second > 0 else math.inf
-    recent = frame.filter(pl.col(UPDATE) > update - max(1, config.num_updates // 50))
-    behaviour = recent[BEHAVIOUR_RETURN.name].drop_nans().mean()
-    parts = [
-        f"[{config.alg} {config.env}] {steps:,}/{total:,} steps ({100 * steps / total:.0f}%)",
-        f"{steps_per_second:,.0f} steps/s",
-        f"ETA {format_duration(remaining)}",
-        f"behaviour {behaviour if behaviour is not None else float('nan'):.2f}",
-        f"greedy {last_target:.2f}" if math.isfinite(last_target) else "greedy – (not evaluated yet)",
-    ]
-    latest = frame.filter(pl.col(UPDATE) == update)
-    for metric in metrics:
-        if metric.show is not None:
-            label, spec = metric.show
-            value = latest[metric.name].drop_nans().mean()  # NaN while a metric waits (e.g. planning's delay)
-            parts.append(f"{label} {value:{spec}}" if isinstance(value, float) and math.isfinite(value) else f"{label} –")
-    return " | ".join(parts)
-
-
-def summarise(config: Config, rows: pl.DataFrame, final_eval: np.ndarray, seconds: dict[str, float]) -> dict[str, Any]:
-    """The run's headline figures; the behaviour return is the mean over the last 10 % of updates.
-    ``seconds`` holds ``compile``, ``train`` and ``update`` seconds."""
-    total_steps = config.num_updates * config.env_steps_per_update * config.num_seeds
-    last_updates = rows.filter(pl.col(UPDATE) > config.num_updates - max(1, config.num_updates // 10))
-    name = BEHAVIOUR_RETURN.name
-    behaviour = (
-        last_updates.with_columns(pl.col(name).fill_nan(None)).group_by(SEED).agg(pl.col(name).mean()).sort(SEED)
-    )[name].to_list()
-    return {
-        "alg": config.alg,
-        "env": config.env,
-        "total_timesteps": config.total_timesteps,
-        "env_steps_per_seed": config.num_updates * config.env_steps_per_update,
-        "num_seeds": config.num_seeds,
-        "seeds": config.seeds,
-        "compile_seconds": seconds["compile"],
-        "train_seconds": seconds["train"],
-        "update_seconds": seconds["update"],
-        "steps_per_second": total_steps / seconds["train"],
-        "final_behaviour_return": [float("nan") if v is None else v for v in behaviour],
-        "final_target_return": final_eval.mean(axis=1).tolist(),
-        "final_target_episodes": int(final_eval.shape[1]),
-        "jax_backend": jax.default_backend(),
-        "env_card": env_card(config),
-        "config": config_dict(config),
-    }
-
-
-def env_card(config: Config) -> str:
-    """The environments a run trains and evaluates on, in one line (printed at the start, kept in the summary)."""
-    env = make_env(config.env, config.pqn.num_envs, config.frame_stack, sticky_actions=config.sticky_actions)
-    return f"{env.card}; {config.pqn.num_envs} training envs per seed, {config.eval_envs} greedy evaluation envs"
-
-
 # ---- the loop ---------------------------------------------------------------------------
 
 
@@ -306,12 +212,12 @@ class HostLoop:
         self.config, self.run_dir, self.log, self.hooks, self.stop = config, run_dir, log, hooks, stop
         self.trainer = Trainer(config)
         self.metrics = self.trainer.metrics
-        self.tag = f"[{config.alg} {config.env}]"
+        self.tag = run_tag(config)
         self.placement = seed_placement(config.num_seeds, log)
         stop.deferred = self.placement.multiprocess
         self.started = time.perf_counter()
         self.chunk_updates = config.log_every or 1
-        self.last_line = -math.inf
+        self.lines = ProgressLines(config, self.metrics, log)
         self.progress = Progress()
         self.states: Any = None
 
@@ -423,17 +329,14 @@ class HostLoop:
 
     def after_rows(self, before: int, force_line: bool = False) -> None:
         """Checkpoint if one is due since update ``before``, and print a progress line now and then."""
-        done = self.progress.done
-        every = self.config.eval_interval if self.config.checkpoint.every is None else self.config.checkpoint.every
-        if done // every > max(before, 0) // every or done == self.config.num_updates:
+        done, config = self.progress.done, self.config
+        every = config.eval_interval if config.checkpoint.every is None else config.checkpoint.every
+        if done // every > max(before, 0) // every or done == config.num_updates:
             self.save()
-        now = time.perf_counter()
-        if force_line or now - self.last_line >= PROGRESS_SECONDS or done == self.config.num_updates:
-            self.last_line = now
-            steps = done * self.config.env_steps_per_update * self.config.num_seeds
+        if self.lines.due(force=force_line or done == config.num_updates):
+            steps = done * config.env_steps_per_update * config.num_seeds
             rate = steps / max(self.progress.update_seconds, 1e-9)
-            line = progress_line(self.config, self.metrics, self.progress.all_rows(), rate, self.progress.last_target)
-            print(line, file=self.log, flush=True)
+            self.lines.show(self.progress.all_rows(), rate, self.progress.last_target)
 
     def guard(self, host: dict[str, np.ndarray], n: int, new_states: TrainState) -> None:
         """Stop at the last good state if a guarded metric or a parameter is not finite."""
@@ -451,7 +354,7 @@ class HostLoop:
 
     def write_rows(self) -> None:
         if is_primary():
-            write_atomic(self.run_dir / METRICS_FILE, self.progress.all_rows().write_parquet)
+            write_metrics(self.run_dir, self.progress.all_rows())
 
     def save(self) -> None:
         states, eval_key = gather((self.states, self.eval_key))  # every process takes part; process 0 writes
@@ -461,24 +364,11 @@ class HostLoop:
         self.progress.checkpointed = self.progress.done
 
     def write_episode_gif(self) -> None:
-        """``RUN_DIR/episode.gif``: one greedy episode of the first seed's final policy (see
-        :func:`pdqn.render.write_policy_gif`). It is a picture, not a result: a failure is one warning line."""
+        """The first seed's final policy plays ``episode.gif`` (:func:`pdqn.outputs.write_episode_gif`)."""
         if not self.config.episode_gif:
             return
-        arrays, static = eqx.partition(self.states.learner.q_net, eqx.is_array)
-        q_net = eqx.combine(jax.tree.map(lambda x: to_host(x)[0], arrays), static)  # every process gathers
-        if not is_primary():
-            return
-        path, config = self.run_dir / EPISODE_GIF, self.config
-        try:
-            played = self.stop.call(
-                write_policy_gif, path, env_name=config.env, frame_stack=config.frame_stack, q_net=q_net,
-                key=config.seed, sticky_actions=config.sticky_actions,
-            )  # fmt: skip
-        except Exception as err:
-            print(f"{self.tag} warning: {path} not written ({type(err).__name__}: {first_line(err)})", file=self.log)
-            return
-        if played is None:
+        q_net = first_seed_q_net(self.states)  # every process gathers; process 0 plays
+        if is_primary() and not write_episode_gif(self.config, self.run_dir, q_net, self.stop.call, self.log):
             self.interrupted()
 
     def interrupted(self) -> NoReturn:
@@ -500,6 +390,6 @@ class HostLoop:
             checkpoint.save_policy(self.run_dir, self.config, self.states)
         self.write_episode_gif()
         if is_primary():
-            write_atomic(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
+            write_summary(self.run_dir, summary)
         self.hooks.call("finish", summary)
         return summary

@@ -29,7 +29,8 @@ import polars as pl
 from pdqn.config import Config
 from pdqn.hooks import RunHooks, RunInfo
 from pdqn.metrics import INDEX_COLUMNS, ENV_STEP, SEED, declared
-from pdqn.rundir import AIM_RUNS_FILE, config_dict, write_atomic
+from pdqn.config_migration import config_dict
+from pdqn.rundir import AIM_RUNS_FILE, write_atomic
 
 REMOTE_PREFIX = "aim://"
 CONNECT_TIMEOUT_S = 3.0

@@ -14,19 +14,55 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from pdqn.config import Config
+from pdqn.acting import Veto
+from pdqn.config import Config, ConfigError
 from pdqn.envs import VecEnv, make_env
 from pdqn.evaluation import evaluate_greedy
 from pdqn.learner import QFit, RealUpdate
-from pdqn.metrics import ENV_STEP, EPSILON, LEARNING_RATE, UPDATE_METRICS, Metric, check_produced
+from pdqn.metrics import ENV_STEP, EPSILON, LEARNING_RATE, UPDATE_METRICS, VETOED_ACTION_RATE, Metric, check_produced
 from pdqn.networks import QNetwork
-from pdqn.planners import Clock, Planner, make_planner
+from pdqn.models import WorldModel, make_model
+from pdqn.planners import PLANNERS, Clock, Context, NoPlanner, Planner, PlannerState
 from pdqn.q_update import linear_decay
-from pdqn.rollout import EnvCarry, collect, episode_metrics
+from pdqn.rollout import ActingQ, EnvCarry, collect, episode_metrics
 from pdqn.schedules import linear_epsilon
 from pdqn.state import TrainState
 
 Metrics = dict[str, Array]
+
+
+def planner_context(config: Config, num_actions: int) -> Context:
+    """What a planner is told about the learner ``config`` trains (on a game of ``num_actions`` actions)."""
+    pqn = config.pqn
+    return Context(
+        gamma=pqn.gamma,
+        td_lambda=pqn.td_lambda,
+        minibatch_size=pqn.minibatch_size,
+        num_actions=num_actions,
+        delay=config.dyna.planning_delay,
+    )
+
+
+def make_planner(config: Config, env: VecEnv, fit: QFit) -> Planner:
+    """The planner ``config`` asks for (``NoPlanner`` for ``--alg pqn``), with its world model, each built from its
+    own config and the few facts about the learner they need."""
+    if not config.planning:
+        return NoPlanner()
+    planning = config.dyna
+    model = make_model(planning, env, config.pqn.batch_size)
+    context = planner_context(config, env.num_actions)
+    return PLANNERS[planning.planner].build(planning.planner_config, model, fit, context)
+
+
+def make_veto(config: Config, planner: Planner, num_actions: int) -> Veto | None:
+    """The termination veto ``config`` asks for, over the planner's world model (None: acting with Q alone)."""
+    threshold = config.dyna.veto.threshold
+    if not config.planning or threshold is None:
+        return None
+    model = getattr(planner, "model", None)
+    if not isinstance(model, WorldModel):
+        raise ConfigError(f"dyna.veto.threshold={threshold!r} is invalid: must be None with a planner that has no world model")
+    return Veto(model=model, threshold=threshold, num_actions=num_actions)
 
 
 class Trainer(eqx.Module):
@@ -37,6 +73,7 @@ class Trainer(eqx.Module):
     eval_env: VecEnv
     real_update: RealUpdate
     planner: Planner
+    veto: Veto | None
 
     def __init__(self, config: Config, env: Any = None, env_params: Any = None, planner: Planner | None = None):
         """``env``/``env_params`` replace the MinAtar game with any gymnax-style environment; ``planner``
@@ -62,11 +99,26 @@ class Trainer(eqx.Module):
             minibatch_size=pqn.minibatch_size,
         )
         self.planner = make_planner(config, self.env, fit) if planner is None else planner
+        self.veto = make_veto(config, self.planner, self.env.num_actions)
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
         """Every metric one update produces, in column order."""
-        return UPDATE_METRICS + self.planner.metrics
+        vetoing = (VETOED_ACTION_RATE,) if self.acts_with_veto(evaluation=False) else ()
+        return UPDATE_METRICS + vetoing + self.planner.metrics
+
+    def acts_with_veto(self, *, evaluation: bool) -> bool:
+        veto = self.config.dyna.veto
+        return self.veto is not None and (veto.evaluation if evaluation else veto.training)
+
+    def acting_q(self, planner_state: Any, *, evaluation: bool) -> ActingQ | None:
+        """What the behaviour policy (or, ``evaluation``, the greedy one) acts on beyond Q: the termination veto
+        over the world model in ``planner_state``, where the config asks for it."""
+        veto = self.veto
+        if veto is None or not self.acts_with_veto(evaluation=evaluation):
+            return None
+        assert isinstance(planner_state, PlannerState)
+        return veto.acting_q(planner_state.model)
 
     # ---- initialisation -------------------------------------------------------------
     def init(self, key: PRNGKeyArray) -> TrainState:
@@ -114,12 +166,14 @@ class Trainer(eqx.Module):
             epsilon=clock.epsilon,
             num_steps=self.config.pqn.num_steps,
             keep_env_states=self.planner.needs_env_states,
+            acting_q=self.acting_q(state.planner, evaluation=False),
         )
         learner, real_metrics = self.real_update(state.learner, rollout, k_real, clock.lr)
         learner, planner_state, plan_metrics = self.planner.step(learner, rollout, state.planner, k_plan, clock)
         metrics: Metrics = {
             ENV_STEP: (state.update + 1) * self.config.pqn.batch_size,
             **episode_metrics(rollout),
+            **({} if rollout.vetoed is None else {VETOED_ACTION_RATE.name: jnp.mean(rollout.vetoed)}),
             **real_metrics,
             EPSILON.name: clock.epsilon,
             LEARNING_RATE.name: clock.lr,
@@ -152,7 +206,11 @@ class Trainer(eqx.Module):
     def evaluate(self, states: TrainState, key: PRNGKeyArray) -> Float[Array, "seeds envs"]:
         """Greedy returns of every seed's current Q-network."""
         keys = jax.random.split(key, self.config.num_seeds)
-        return jax.vmap(lambda q, k: evaluate_greedy(self.eval_env, q, k))(states.learner.q_net, keys)
+
+        def evaluate(q_net: QNetwork, planner_state: Any, key: PRNGKeyArray) -> Array:
+            return evaluate_greedy(self.eval_env, q_net, key, self.acting_q(planner_state, evaluation=True))
+
+        return jax.vmap(evaluate)(states.learner.q_net, states.planner, keys)
 
 
 def compiled(fn: Any, *args: Any) -> tuple[Any, float]:

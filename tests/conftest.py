@@ -20,7 +20,8 @@ import pytest  # noqa: E402
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
-from pdqn.config import Config, DynaConfig, PQNConfig  # noqa: E402
+from pdqn.config import Config, PlanningConfig, PQNConfig  # noqa: E402
+from pdqn.config_migration import build  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,18 +30,48 @@ def tiny_config(**overrides) -> Config:
     """A config that compiles and runs in seconds: few envs, few steps, tiny eval."""
     pqn = dict(num_envs=8, num_steps=8, num_minibatches=4, num_epochs=1)
     pqn.update(overrides.pop("pqn", {}))
-    dyna = dict(num_rollouts=16, horizon=2, plan_minibatches=2, model_minibatches=2, planning_delay=0, model_hidden=32)
-    dyna.update(overrides.pop("dyna", {}))
+    dyna = tiny_planning(overrides.pop("dyna", {}))
     base = dict(
         env="breakout",
         total_timesteps=64 * 6,
         eval_envs=4,
         eval_every=0.5,
         pqn=PQNConfig(**pqn),
-        dyna=DynaConfig(**dyna),
+        dyna=dyna,
     )
     base.update(overrides)
     return Config(**base)
+
+
+TINY_PLANNING = dict(
+    planning_delay=0,
+    counterfactual=dict(minibatches=2),
+    dyna=dict(num_rollouts=16, horizon=2, minibatches=2),
+    value_expansion=dict(horizon=2, minibatches=2),
+    learned=dict(minibatches=2, hidden=32),
+)
+"""Tiny planners and model: ``tiny_config(dyna=...)`` overrides options of it, a group's options one by one."""
+
+
+def tiny_planning(overrides: dict):
+    planning = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_PLANNING.items()}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            planning[key] = planning.get(key, {}) | value
+        else:
+            planning[key] = value
+    return build(PlanningConfig, planning, "dyna.")
+
+
+def tiny_planning_flags() -> list[str]:
+    """:data:`TINY_PLANNING` as command-line flags: a CLI run with them is the same program as ``tiny_config``'s."""
+    flag = lambda *names: "--" + ".".join(n.replace("_", "-") for n in ("dyna", *names))  # noqa: E731
+    flags = []
+    for key, value in TINY_PLANNING.items():
+        pairs = value.items() if isinstance(value, dict) else [(None, value)]
+        for option, setting in pairs:
+            flags += [flag(key) if option is None else flag(key, option), str(setting)]
+    return flags
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ import pytest
 
 from pdqn import checkpoint, rundir
 from pdqn.checkpoint import CheckpointError
-from pdqn.config import DynaConfig
+from pdqn.config import ConfigError, CounterfactualConfig, LearnedModelConfig
+from pdqn.config_migration import config_dict, config_from_dict
 from pdqn.experiments import minatar
 from pdqn.runner import initial_eval_key
 from pdqn.train import Trainer
-from tests.conftest import tiny_config
+from tests.conftest import REPO, tiny_config
 
 
 def progress(update: int, rows: int = 0) -> dict:
@@ -120,44 +121,94 @@ def test_bad_checkpoints_raise_checkpoint_error(saved, tmp_path, edit, mentions)
 def test_a_checkpoint_saved_before_an_option_existed_still_loads_with_that_options_default(saved, tmp_path):
     def drop_new_options(folder: Path) -> None:  # as written before these options were added
         meta = json.loads((folder / "ckpt-00000003.json").read_text())
-        del meta["config"]["frame_stack"], meta["config"]["dyna"]["max_uncertain_cells"]
+        del meta["config"]["frame_stack"], meta["config"]["dyna"]["counterfactual"]["share"]
         (folder / "ckpt-00000003.json").write_text(json.dumps(meta))
 
     copy, config = corrupt_copy(saved, tmp_path, drop_new_options)
     assert checkpoint.load_latest(copy, config, like(config)).meta["update"] == 3
 
 
+FLAT = json.loads((REPO / "tests/data/tiny-pdqn-config-b6951e8.json").read_text())
+"""tiny_config(alg="pdqn") as b6951e8 saved it: the last version whose planning options were one flat group."""
+
+
+def flat_config(**dyna) -> dict:
+    """``FLAT`` with options of its planning group changed (a value of None deletes the option: saved before the
+    option existed)."""
+    saved = json.loads(json.dumps(FLAT))
+    for name, value in dyna.items():
+        if value is None:
+            del saved["dyna"][name]
+        else:
+            saved["dyna"][name] = value
+    return saved
+
+
+def test_a_config_saved_with_the_flat_planning_group_loads_into_the_groups_of_each_planner_and_the_model():
+    assert config_from_dict(FLAT) == tiny_config(alg="pdqn")
+    dyna = config_from_dict(flat_config(planner="dyna", horizon=3, plan_minibatches=4, ensemble_size=2)).dyna
+    assert (dyna.planner, dyna.dyna.horizon, dyna.dyna.minibatches, dyna.learned.ensemble_size) == ("dyna", 3, 4, 2)
+    assert (dyna.value_expansion.horizon, dyna.counterfactual.minibatches) == (3, 4)  # the options they shared
+
+
 def test_a_config_saved_before_the_planner_and_ensemble_gate_existed_means_dyna_with_one_ungated_model():
     # Those options' defaults changed later; such a run planned with Dyna rollouts of one model trained on the whole
-    # batch, every imagined step trusted.
-    old = rundir.config_dict(tiny_config(alg="pdqn", dyna=dict(ensemble_size=3, max_disagreeing_cells=1)))
-    for name in ("planner", "model_fraction", "ensemble_size", "max_disagreeing_cells", "imagined_loss_mean"):
-        del old["dyna"][name]
-    dyna = rundir.config_from_dict(old).dyna
-    assert (dyna.planner, dyna.model_fraction) == ("dyna", 1.0)
-    assert (dyna.ensemble_size, dyna.max_disagreeing_cells, dyna.imagined_loss_mean) == (1, None, "trusted")
-    assert (tiny_config(alg="pdqn").dyna.planner, DynaConfig().model_fraction) == ("counterfactual", 0.5)  # today's
+    # batch, every imagined step trusted, its loss the mean over trusted rows: a value since removed.
+    old = flat_config(planner=None, model_fraction=None, ensemble_size=None, max_disagreeing_cells=None)
+    with pytest.raises(ConfigError, match=r"dyna.imagined_loss_mean='trusted' was removed .*git checkout b6951e8"):
+        config_from_dict(old | {"dyna": old["dyna"] | {"imagined_loss_mean": "trusted"}})
+    dyna = config_from_dict(old).dyna  # saved after imagined_loss_mean existed, with today's value
+    assert (dyna.planner, dyna.learned.fraction, dyna.learned.ensemble_size) == ("dyna", 1.0, 1)
+    assert dyna.dyna.max_disagreeing_cells is None
+    assert (tiny_config(alg="pdqn").dyna.planner, LearnedModelConfig().fraction) == ("counterfactual", 0.5)  # today's
 
 
 def test_a_counterfactual_config_saved_before_the_row_gate_existed_means_every_row_counts():
-    old = rundir.config_dict(tiny_config(alg="pdqn"))
-    del old["dyna"]["counterfactual_max_wrong_cells"]  # the anchored planner ran before the gate was added
-    dyna = rundir.config_from_dict(old).dyna
-    assert (dyna.planner, dyna.counterfactual_anchor, dyna.counterfactual_max_wrong_cells) == ("counterfactual", True, None)
-    assert DynaConfig().counterfactual_max_wrong_cells == 0  # today's
+    dyna = config_from_dict(flat_config(counterfactual_max_wrong_cells=None)).dyna
+    assert (dyna.planner, dyna.counterfactual.max_wrong_cells) == ("counterfactual", None)
+    assert CounterfactualConfig().max_wrong_cells == 0  # today's
 
 
-def test_a_counterfactual_config_saved_before_rows_could_be_added_replaced_real_rows():
-    old = rundir.config_dict(tiny_config(alg="pdqn"))
-    del old["dyna"]["counterfactual_rows"]  # every counterfactual run before the option took rows from the real ones
-    assert rundir.config_from_dict(old).dyna.counterfactual_rows == "replace"
-    assert DynaConfig().counterfactual_rows == "add"  # today's
+def test_a_run_that_used_a_removed_option_is_one_error_naming_the_commit_that_can_run_it():
+    for option, value in [("counterfactual_rows", "replace"), ("counterfactual_anchor", False), ("use_plan_eps", True)]:
+        planner = "dyna" if option == "use_plan_eps" else "counterfactual"
+        with pytest.raises(ConfigError, match=rf"^dyna.{option}={value!r} was removed .*\(the run needs pdqn at commit b6951e8"):
+            config_from_dict(flat_config(planner=planner, **{option: value}))
+    # saved before counterfactual_rows existed: every counterfactual run then took rows from the real ones
+    with pytest.raises(ConfigError, match=r"dyna.counterfactual_rows='replace' was removed"):
+        config_from_dict(flat_config(counterfactual_rows=None))
+
+
+def test_a_removed_option_a_run_did_not_depend_on_is_dropped():
+    pqn = FLAT | {"alg": "pqn"}
+    pqn["dyna"] = pqn["dyna"] | {"counterfactual_rows": "replace", "imagined_loss_mean": "trusted"}
+    assert config_from_dict(pqn) == tiny_config(alg="pqn")  # PQN never planned
+    assert config_from_dict(flat_config(counterfactual_rows="replace", planner="dyna")).dyna.planner == "dyna"
+    oracle = config_from_dict(flat_config(counterfactual_anchor=False, model="oracle")).dyna  # the oracle ignored it
+    assert (oracle.planner, oracle.model) == ("counterfactual", "oracle")
+    assert config_from_dict(flat_config(use_plan_eps=False, plan_eps_start=0.3)) == tiny_config(alg="pdqn")
+
+
+def test_every_committed_run_config_loads_or_names_the_commit_to_check_out():
+    """The run directories committed under experiments/ (configs of many versions) still load, or say which commit
+    ran them."""
+    configs = sorted((REPO / "experiments").glob("*/runs/*/config.json"))
+    assert len(configs) > 50
+    loaded, pinned = 0, 0
+    for path in configs:
+        try:
+            config_from_dict(json.loads(path.read_text()))
+            loaded += 1
+        except ConfigError as err:
+            assert "git checkout " in str(err), (path, err)
+            pinned += 1
+    assert loaded > pinned > 0
 
 
 def test_zeros_and_empty_names_that_older_versions_wrote_for_defaults_load_as_none():
-    old = rundir.config_dict(tiny_config()) | {"log_every": 0, "eval_every": 0.0}
+    old = config_dict(tiny_config()) | {"log_every": 0, "eval_every": 0.0}
     old["checkpoint"]["every"], old["track"]["experiment"], old["track"]["sweep"] = 0, "", ""
-    config = rundir.config_from_dict(old)
+    config = config_from_dict(old)
     assert (config.log_every, config.eval_every, config.eval_interval) == (None, None, config.num_updates)
     assert (config.checkpoint.every, config.track.experiment, config.track.sweep) == (None, None, None)
     assert old["track"]["sweep"] == ""  # the saved dict itself is left as it was
@@ -237,12 +288,7 @@ def test_unwritable_run_dir_cli(tmp_path, no_training):
 
 
 def test_a_config_saved_with_a_removed_option_loads_only_with_the_value_every_run_now_has():
-    from pdqn.config import ConfigError
-    from pdqn.rundir import config_dict, config_from_dict
-
-    saved = config_dict(tiny_config(alg="pdqn"))
-    saved["dyna"]["binarize"] = "threshold"  # what every run did, and does now without the option
-    assert config_from_dict(saved) == tiny_config(alg="pdqn")
-    saved["dyna"]["binarize"] = "sample"
-    with pytest.raises(ConfigError, match=r"dyna.binarize was removed \(sampled imagined cells were rejected"):
-        config_from_dict(saved)
+    saved = flat_config(planner="dyna", binarize="threshold")  # what every run did, and does now without the option
+    assert config_from_dict(saved) == config_from_dict(flat_config(planner="dyna"))
+    with pytest.raises(ConfigError, match=r"dyna.binarize='sample' was removed \(sampled imagined cells were rejected.*882451e"):
+        config_from_dict(flat_config(planner="dyna", binarize="sample"))

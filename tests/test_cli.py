@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pdqn.experiments import minatar
-from tests.conftest import REPO, cli_env
+from tests.conftest import REPO, cli_env, tiny_planning_flags
 
 TINY = [
     "--total-timesteps", "384", "--pqn.num-envs", "8", "--pqn.num-steps", "8", "--pqn.num-minibatches", "4",
@@ -21,10 +21,7 @@ TINY = [
 ]  # fmt: skip
 """tests.conftest.tiny_config's PQN settings: a run of these flags is the same compiled program as an in-process
 run of that config elsewhere in the suite (compiled once, then read from the persistent cache)."""
-TINY_DYNA = [
-    "--dyna.num-rollouts", "16", "--dyna.horizon", "2", "--dyna.plan-minibatches", "2", "--dyna.model-minibatches",
-    "2", "--dyna.planning-delay", "0", "--dyna.model-hidden", "32",
-]  # fmt: skip
+TINY_DYNA = tiny_planning_flags()
 """tiny_config's planning settings (planning from the first update)."""
 
 
@@ -80,7 +77,7 @@ def test_a_bad_flag_given_to_the_real_command_is_one_line_and_exit_2():
 def test_help_shows_field_docstrings():
     code, out, _ = run_main("--help")
     assert code in (0, None)
-    assert "Lambda of the Q(lambda) returns" in out and "--dyna.horizon" in out
+    assert "Lambda of the Q(lambda) returns" in out and "--dyna.dyna.horizon" in out and "--dyna.counterfactual.share" in out
 
 
 ENTRY_POINTS = ["minatar", "evaluate", "benchmark", "sweep"]

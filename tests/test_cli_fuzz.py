@@ -21,7 +21,7 @@ def flags(cls, prefix: str = "") -> list[str]:
     return names
 
 
-FLAGS = flags(Config) + ["--track.no-off", "--pqn.no-lr-linear-decay", "--dyna.no-use-plan-eps", "--bogus"]
+FLAGS = flags(Config) + ["--track.no-off", "--pqn.no-lr-linear-decay", "--bogus"]
 FLAGS = [f for f in FLAGS if f != "--run-dir"]  # a path: any string is valid, and it is not created by parsing
 VALUES = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70).map(str),

@@ -4,7 +4,18 @@ import dataclasses
 
 import pytest
 
-from pdqn.config import CheckpointConfig, Config, ConfigError, DynaConfig, PQNConfig, TrackConfig
+from pdqn.config import (
+    CheckpointConfig,
+    Config,
+    ConfigError,
+    CounterfactualConfig,
+    DynaConfig,
+    LearnedModelConfig,
+    PlanningConfig,
+    PQNConfig,
+    TrackConfig,
+    ValueExpansionConfig,
+)
 
 
 def test_defaults_are_the_pqn_minatar_setup():
@@ -34,10 +45,17 @@ def test_derived_values_are_properties():
         (lambda: PQNConfig(lr=0.0), "pqn.lr"),
         (lambda: PQNConfig(lr=float("nan")), "pqn.lr"),
         (lambda: PQNConfig(extra_minibatches=-1), "pqn.extra_minibatches"),
-        (lambda: DynaConfig(model_fraction=0.0), "dyna.model_fraction"),
-        (lambda: DynaConfig(horizon=0), "dyna.horizon"),
-        (lambda: DynaConfig(plan_minibatches=7), "dyna.plan_minibatches"),
-        (lambda: DynaConfig(planning_delay=-1), "dyna.planning_delay"),
+        (lambda: LearnedModelConfig(fraction=0.0), "dyna.learned.fraction"),
+        (lambda: LearnedModelConfig(lr=float("inf")), "dyna.learned.lr"),
+        (lambda: DynaConfig(horizon=0), "dyna.dyna.horizon"),
+        (lambda: DynaConfig(minibatches=7), "dyna.dyna.minibatches"),
+        (lambda: DynaConfig(max_disagreeing_cells=-1), "dyna.dyna.max_disagreeing_cells"),
+        (lambda: ValueExpansionConfig(variance_floor=0.0), "dyna.value_expansion.variance_floor"),
+        (lambda: ValueExpansionConfig(samples=0), "dyna.value_expansion.samples"),
+        (lambda: CounterfactualConfig(share=0.0), "dyna.counterfactual.share"),
+        (lambda: CounterfactualConfig(max_wrong_cells=-1), "dyna.counterfactual.max_wrong_cells"),
+        (lambda: PlanningConfig(planning_delay=-1), "dyna.planning_delay"),
+        (lambda: Config(dyna=PlanningConfig(learned=LearnedModelConfig(minibatches=7))), "dyna.learned.minibatches"),
         (lambda: Config(num_seeds=0), "num_seeds"),
         (lambda: Config(frame_stack=0), "frame_stack"),
         (lambda: Config(total_timesteps=100), "total_timesteps"),
@@ -53,20 +71,58 @@ def test_invalid_values_name_the_field_and_range(make, field):
         make()
 
 
-def test_configs_are_frozen():
+def test_configs_are_hashable_values_that_replace_validates():
+    """A config is a value: equal configs hash alike, so one can be a static jit argument (an equal config reuses
+    the compiled program, a changed field recompiles), and dataclasses.replace goes through the same validation
+    as the constructor, naming the field."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    traces = []
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def updates(config: Config, x: jax.Array) -> jax.Array:
+        traces.append(config)
+        return x + config.num_updates
+
+    config = Config(total_timesteps=1_003_520)
+    assert config == Config(total_timesteps=1_003_520) and hash(config) == hash(Config(total_timesteps=1_003_520))
+    assert int(updates(config, jnp.asarray(0))) == 245
+    assert int(updates(Config(total_timesteps=1_003_520), jnp.asarray(1))) == 246
+    assert len(traces) == 1  # the equal config hit the cache
+    assert int(updates(dataclasses.replace(config, total_timesteps=2_007_040), jnp.asarray(0))) == 490
+    assert len(traces) == 2
     with pytest.raises(dataclasses.FrozenInstanceError):
-        Config().alg = "pdqn"  # type: ignore[misc]
+        config.alg = "pdqn"  # type: ignore[misc]
+    with pytest.raises(ConfigError, match=r"^pqn\.num_minibatches=33 is invalid: must be "):
+        dataclasses.replace(config.pqn, num_minibatches=33)
+    with pytest.raises(ConfigError, match=r"^num_seeds=0 is invalid: must be "):
+        dataclasses.replace(config, num_seeds=0)
 
 
 def test_pdqn_defaults_to_gated_anchored_counterfactuals_of_one_model_and_the_gated_dyna_ensemble_is_flags_away():
     from pdqn.cli import parse
 
     dyna = parse(Config, []).dyna
-    assert (dyna.planner, dyna.counterfactual_anchor, dyna.counterfactual_max_wrong_cells) == ("counterfactual", True, 0)
-    assert dyna.counterfactual_rows == "add"  # on top of full real minibatches
-    assert (dyna.ensemble_size, dyna.max_disagreeing_cells) == (1, None)
-    gated = ["--dyna.planner", "dyna", "--dyna.ensemble-size", "3", "--dyna.max-disagreeing-cells", "1"]
+    assert (dyna.planner, dyna.model, dyna.counterfactual.max_wrong_cells) == ("counterfactual", "learned", 0)
+    assert (dyna.counterfactual.minibatches, dyna.counterfactual.share) == (20, 0.25)
+    assert (dyna.learned.ensemble_size, dyna.learned.fraction, dyna.dyna.max_disagreeing_cells) == (1, 0.5, None)
+    assert dyna.planner_config is dyna.counterfactual
+    gated = ["--dyna.planner", "dyna", "--dyna.learned.ensemble-size", "3", "--dyna.dyna.max-disagreeing-cells", "1"]
     dyna = parse(Config, gated).dyna
-    assert (dyna.planner, dyna.ensemble_size, dyna.max_disagreeing_cells) == ("dyna", 3, 1)
-    with pytest.raises(ConfigError, match=r"pass --dyna.max-disagreeing-cells None"):
-        DynaConfig(max_disagreeing_cells=1)
+    assert (dyna.planner, dyna.learned.ensemble_size, dyna.dyna.max_disagreeing_cells) == ("dyna", 3, 1)
+    assert dyna.planner_config is dyna.dyna
+    with pytest.raises(ConfigError, match=r"pass --dyna.dyna.max-disagreeing-cells None"):
+        PlanningConfig(dyna=DynaConfig(max_disagreeing_cells=1))
+    oracle = PlanningConfig(model="oracle", dyna=DynaConfig(max_disagreeing_cells=1))  # the real game reports 0 cells
+    assert oracle.dyna.max_disagreeing_cells == 1
+
+
+def test_a_planner_knob_constrains_only_its_own_planner():
+    """42 extra minibatches do not divide Dyna's imagined batch, but only Dyna has that constraint."""
+    assert CounterfactualConfig(minibatches=42).minibatches == 42
+    assert ValueExpansionConfig(minibatches=42).minibatches == 42
+    with pytest.raises(ConfigError, match=r"^dyna\.dyna\.minibatches=42 is invalid: must be a divisor of horizon\*num_rollouts=2580"):
+        DynaConfig(minibatches=42)

@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdqn.learner import QFit
-from pdqn.train import Trainer
+import pdqn
 from tests.conftest import tiny_config
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "library.md"
@@ -23,11 +22,13 @@ def example_module() -> types.ModuleType:
     return module
 
 
-def test_the_documented_planner_trains_and_declares_its_metric():
+def test_the_documented_planner_trains_from_one_file_and_declares_its_metric():
     example = example_module()
-    config = tiny_config(alg="pdqn", log_every=2)
-    planner = example.Repeat.from_config(config, None, None, QFit(config.pqn.max_grad_norm))
-    trainer = Trainer(config, planner=planner)
+    config = tiny_config(alg="pdqn", log_every=2)  # the documented calls, on a tiny config
+    context = pdqn.planner_context(config, num_actions=pdqn.make_env(config.env, 1).num_actions)
+    planner = example.Repeat.build(example.RepeatConfig(passes=2), None, pdqn.QFit(config.pqn.max_grad_norm), context)
+    assert (planner.passes, planner.gamma) == (2, config.pqn.gamma)
+    trainer = pdqn.Trainer(config, planner=planner)
     assert "repeat_td_loss" in {m.name for m in trainer.metrics if m.guarded}
     _, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(2))
     assert np.all(np.isfinite(np.asarray(metrics["repeat_td_loss"])))

@@ -238,12 +238,14 @@ def test_a_process_alone_is_one_error_line_after_the_timeout(tmp_path, process):
 
 
 def test_the_entry_point_parses_before_jax_starts():
-    """jax.distributed.initialize() must come first: importing the entry point and parsing must not start JAX."""
+    """jax.distributed.initialize() must come first: importing the entry point and parsing must not start JAX
+    (initialize refuses once JAX's backend has started; here it starts a one-process run of its own)."""
     code = (
-        "from jax._src import xla_bridge\n"
+        "import jax\n"
         "from pdqn.experiments import minatar\n"
         "minatar.parse_args(['--num-seeds', '2', '--distributed.num-processes', '2'])\n"
-        "assert not xla_bridge.backends_are_initialized()\n"
+        f"jax.distributed.initialize('127.0.0.1:{free_port()}', num_processes=1, process_id=0)\n"
+        "jax.distributed.shutdown()\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

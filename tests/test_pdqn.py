@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 from jaxtyping import TypeCheckError
 
-from pdqn.config import Config, ConfigError, DynaConfig, PQNConfig
-from pdqn.dynamics import DynamicsModel, Ensemble, Prediction
+from pdqn.config import Config, ConfigError, DynaConfig, PlanningConfig, PQNConfig
 from pdqn.learner import real_batch
+from pdqn.models import DynamicsModel, Ensemble, OracleModel, Prediction, ensemble_stepper
 from pdqn.networks import QNetwork
-from pdqn.planning import ImaginedStart, Imagination, RealSteps, imagined_batch
+from pdqn.planners.imagination import ImaginedRollout, ImaginedStart, Imagination, RealSteps, imagined_batch
 from pdqn.rollout import collect
 from pdqn.train import Trainer
-from pdqn.world_models import OracleModel, ensemble_stepper
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, tiny_planning
 from tests.toy_env import Chain, ChainState
 
 CHAIN = Chain(length=4, quit_reward=0.25)
@@ -34,12 +33,16 @@ def imagine(model, q_net, start_obs, key, horizon: int, **gates):
     return imagination.rollout(stateless(model), q_net, ImaginedStart(obs=start_obs), key, jnp.asarray(0.0))
 
 
-def chain_config(**dyna) -> Config:
+def chain_config(horizon: int = 2, **planning) -> Config:
+    """Dyna with a learned model on the chain (``planning`` overrides options of the planning group)."""
     pqn = PQNConfig(num_envs=16, num_steps=8, num_minibatches=4, num_epochs=1, hidden_size=32, conv_features=8)
-    base = dict(planner="dyna", horizon=2, num_rollouts=16, plan_minibatches=2, model_minibatches=4, model_fraction=1.0,
-                model_hidden=64, model_lr=3e-3, planning_delay=0)
-    base.update(dyna)
-    return Config(alg="pdqn", total_timesteps=128 * 150, pqn=pqn, dyna=DynaConfig(**base), eval_envs=4, log_every=150)
+    base = dict(
+        planner="dyna",
+        dyna=dict(horizon=horizon, num_rollouts=16, minibatches=2),
+        learned=dict(minibatches=4, fraction=1.0, hidden=64, lr=3e-3),
+    )
+    dyna = tiny_planning(base | planning)
+    return Config(alg="pdqn", total_timesteps=128 * 150, pqn=pqn, dyna=dyna, eval_envs=4, log_every=150)
 
 
 def true_chain_model(obs, action, key) -> Prediction:
@@ -153,7 +156,7 @@ def test_with_the_oracle_imagined_rewards_and_terminations_match_the_real_rates(
     same transition distribution as the batch: with the real game as the model the rates agree up to
     sampling noise, and (Breakout being deterministic given its state) the bootstrap gap is exactly 0."""
     pqn = PQNConfig(num_envs=64, num_steps=16, num_minibatches=2, num_epochs=1, hidden_size=16, conv_features=4)
-    dyna = DynaConfig(planner="dyna", model="oracle", horizon=1, num_rollouts=4096, plan_minibatches=2, planning_delay=0)
+    dyna = PlanningConfig(planner="dyna", model="oracle", planning_delay=0, dyna=DynaConfig(horizon=1, num_rollouts=4096, minibatches=2))
     config = Config(alg="pdqn", env="breakout", total_timesteps=1024 * 20, pqn=pqn, dyna=dyna, eval_envs=4, log_every=20)
     trainer = Trainer(config)
     _, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(20))
@@ -209,8 +212,6 @@ def test_ensemble_members_differ_and_shapes_are_checked():
 
 
 def test_untrusted_imagined_steps_carry_no_weight_and_cut_the_trace():
-    from pdqn.planning import ImaginedRollout
-
     col = lambda *v: jnp.asarray(v)[:, None]  # noqa: E731  (H=3 steps, 1 rollout)
     rollout = ImaginedRollout(
         obs=jnp.zeros((3, 1, 3, 3, 1)),
@@ -220,7 +221,6 @@ def test_untrusted_imagined_steps_carry_no_weight_and_cut_the_trace():
         alive=col(True, True, True),
         trusted=col(True, True, False),
         disagreeing_cells=col(0, 0, 0),
-        uncertain_cells=col(0, 0, 0),
         q_next_max=col(10.0, 20.0, 30.0),
     )
     batch = imagined_batch(rollout, gamma=0.9, td_lambda=0.5)
@@ -230,20 +230,20 @@ def test_untrusted_imagined_steps_carry_no_weight_and_cut_the_trace():
     np.testing.assert_array_equal(batch.weight, [1.0, 1.0, 0.0])
 
 
-def test_ensemble_planning_epsilon_and_batch_mean_loss_run():
+def test_a_gated_ensemble_of_two_trains_and_counts_its_disagreement():
     config = tiny_config(
         alg="pdqn",
         log_every=2,
-        dyna=dict(planner="dyna", ensemble_size=2, use_plan_eps=True, plan_eps_start=0.5, max_cell_uncertainty=0.4,
-                  max_uncertain_cells=50, max_disagreeing_cells=3, imagined_loss_mean="batch"),
+        dyna=dict(planner="dyna", learned=dict(ensemble_size=2), dyna=dict(max_disagreeing_cells=3)),
     )
     trainer = Trainer(config)
     states, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(2))
     assert jax.tree.leaves(states.planner.model.ensemble)[0].shape[:2] == (1, 2)  # seeds x members
-    for name in ("td_loss", "model_loss", "imagined_td_loss", "imagined_trusted_fraction", "imagined_disagreeing_cells",
-                 "imagined_uncertain_cells"):
+    for name in ("td_loss", "model_loss", "imagined_td_loss", "imagined_trusted_fraction", "imagined_disagreeing_cells"):
         assert np.all(np.isfinite(np.asarray(metrics[name]))), name
-    assert float(trainer.planner.epsilon(trainer.clock(jnp.asarray(0)))) == 0.5
+    # Two independently initialised members disagree on some cells, and a step the gate refuses is not trusted.
+    assert np.all(np.asarray(metrics["imagined_disagreeing_cells"]) > 0)
+    assert np.all(np.asarray(metrics["imagined_trusted_fraction"]) <= np.asarray(metrics["imagined_alive_fraction"]))
 
 
 def two_member_ensemble_model():
@@ -279,10 +279,11 @@ def test_ensemble_disagreement_gate_distrusts_a_step_and_its_successors(bound, t
 
 
 def test_disagreement_gate_needs_an_ensemble():
-    with pytest.raises(ConfigError, match="dyna.max_disagreeing_cells=2 is invalid: must be None unless dyna.ensemble_size >= 2"):
-        DynaConfig(ensemble_size=1, max_disagreeing_cells=2)
-    with pytest.raises(ConfigError, match="dyna.max_disagreeing_cells=-1"):
-        DynaConfig(ensemble_size=3, max_disagreeing_cells=-1)
+    match = "dyna.dyna.max_disagreeing_cells=2 is invalid: must be None unless dyna.learned.ensemble_size >= 2"
+    with pytest.raises(ConfigError, match=match):
+        tiny_planning(dict(dyna=dict(max_disagreeing_cells=2)))
+    with pytest.raises(ConfigError, match="dyna.dyna.max_disagreeing_cells=-1"):
+        DynaConfig(max_disagreeing_cells=-1)
 
 
 def hesitant_model(obs, action, key) -> Prediction:
@@ -296,38 +297,14 @@ def hesitant_model(obs, action, key) -> Prediction:
     return Prediction(next_obs_logits=logits, reward=zeros + 1.0, terminated_logit=zeros - 30.0)
 
 
-@pytest.mark.parametrize(
-    "bound, count, uncertain, trusted",
-    [
-        (0.5, 0, [0, 0, 0], [1, 1, 1]),  # 0.5: no cell is ever uncertain
-        (0.05, 0, [0, 2, 2], [1, 0, 0]),  # both unsure cells count; none allowed
-        (0.05, 1, [0, 2, 2], [1, 0, 0]),
-        (0.05, 2, [0, 2, 2], [1, 1, 1]),
-        (0.2, 1, [0, 1, 1], [1, 1, 1]),  # min(p, 1-p) = 0.1 is within the bound, 0.3 is not
-        (0.2, 0, [0, 1, 1], [1, 0, 0]),
-    ],
-)
-def test_uncertain_cell_gate_counts_unsure_cells_and_distrusts_successors(bound, count, uncertain, trusted):
-    start = jnp.zeros((2, 3, 4, 1)).at[:, 0, 0, 0].set(1.0)
+def test_imagined_cells_are_on_above_one_half_or_drawn_with_their_probability():
+    start = jnp.zeros((4096, 3, 4, 1)).at[:, 0, 0, 0].set(1.0)
     q_net = QNetwork((3, 4, 1), 2, hidden_size=8, conv_features=2, key=jax.random.PRNGKey(0))
-    rollout = imagine(
-        hesitant_model, q_net, start, jax.random.PRNGKey(1), 3, max_cell_uncertainty=bound, max_uncertain_cells=count
-    )
-    np.testing.assert_array_equal(rollout.uncertain_cells[:, 0], uncertain)
-    np.testing.assert_array_equal(rollout.trusted[:, 0], np.asarray(trusted, bool))
-
-
-@pytest.mark.parametrize("on_threshold, first_row", [(0.5, [0, 0, 0, 1]), (0.25, [0, 0, 1, 1]), (0.95, [0, 0, 0, 0])])
-def test_imagined_cells_are_on_above_the_on_threshold(on_threshold, first_row):
-    start = jnp.zeros((2, 3, 4, 1)).at[:, 0, 0, 0].set(1.0)
-    q_net = QNetwork((3, 4, 1), 2, hidden_size=8, conv_features=2, key=jax.random.PRNGKey(0))
-    rollout = imagine(hesitant_model, q_net, start, jax.random.PRNGKey(1), 3, on_threshold=on_threshold)
+    rollout = imagine(hesitant_model, q_net, start, jax.random.PRNGKey(1), 3)
     # Step 1 moved the first cell on; from there the model says p = 0.3 and p = 0.9 for the last two cells.
-    np.testing.assert_array_equal(rollout.obs[2, 0, 0, :, 0], first_row)
-    with pytest.raises(ConfigError, match=r"dyna.on_threshold=1.0 is invalid: must be in \(0, 1\)"):
-        DynaConfig(on_threshold=1.0)
-
-
-def test_uncertain_cell_count_must_be_a_non_negative_integer():
-    with pytest.raises(ConfigError, match="dyna.max_uncertain_cells=-1 is invalid: must be a non-negative integer"):
-        DynaConfig(max_uncertain_cells=-1)
+    np.testing.assert_array_equal(rollout.obs[2, 0, 0, :, 0], [0, 0, 0, 1])
+    sampled = Imagination(horizon=3, sample=True).rollout(
+        stateless(hesitant_model), q_net, ImaginedStart(obs=start), jax.random.PRNGKey(1), jnp.asarray(0.0)
+    )
+    # 4,096 draws: the standard error of each share is under 0.008
+    np.testing.assert_allclose(jnp.mean(sampled.obs[2, :, 0, 2:, 0], axis=0), [0.3, 0.9], atol=0.03)

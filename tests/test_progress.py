@@ -4,7 +4,7 @@
 import polars as pl
 
 from pdqn.metrics import BEHAVIOUR_RETURN, IMAGINED_TD_LOSS, SEED, TD_LOSS, UPDATE
-from pdqn.runner import progress_line
+from pdqn.outputs import progress_line
 from tests.conftest import tiny_config
 
 

@@ -20,16 +20,14 @@ import pytest
 from pdqn import checkpoint
 from pdqn.config import CheckpointConfig
 from pdqn.runner import run
-from tests.conftest import REPO, cli_env, tiny_config
+from tests.conftest import REPO, cli_env, tiny_config, tiny_planning_flags
 
 UPDATES = 40
 ARGS = [
     "--alg", "pdqn", "--num-seeds", "2", "--total-timesteps", str(64 * UPDATES), "--log-every", "1",
     "--eval-every", "0.25", "--checkpoint.every", "4", "--checkpoint.keep", "3",
     "--pqn.num-envs", "8", "--pqn.num-steps", "8", "--pqn.num-minibatches", "4", "--pqn.num-epochs", "1",
-    "--eval-envs", "4", "--dyna.num-rollouts", "16", "--dyna.horizon", "2", "--dyna.plan-minibatches", "2",
-    "--dyna.model-minibatches", "2", "--dyna.planning-delay", "0", "--dyna.model-hidden", "32", "--track.off",
-    "--no-episode-gif",
+    "--eval-envs", "4", *tiny_planning_flags(), "--track.off", "--no-episode-gif",
 ]
 STOP_SECONDS = 60.0
 """The longest a stop request may take to end the process: a bound that only catches a hang, generous enough never

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import polars.testing
 import pytest
-from conftest import tiny_config
+from conftest import tiny_config, tiny_planning_flags
 
 from analysis import final_returns, load_aim, load_run_dirs
 from pdqn import checkpoint
@@ -22,8 +22,7 @@ from pdqn.runner import Interrupted, NonFiniteError
 TINY_FLAGS = [
     "--total-timesteps", "384", "--eval-envs", "4", "--eval-every", "0.5",
     "--pqn.num-envs", "8", "--pqn.num-steps", "8", "--pqn.num-minibatches", "4", "--pqn.num-epochs", "1",
-    "--dyna.num-rollouts", "16", "--dyna.plan-minibatches", "2", "--dyna.model-minibatches", "2",
-    "--dyna.model-hidden", "32",
+    *tiny_planning_flags(),
 ]  # fmt: skip
 
 
@@ -155,21 +154,21 @@ def test_bad_shards_exit_2(capsys, tmp_path):
 
 def test_grid_values_are_typed_and_checked():
     base = tiny_config()
-    grid = sweep_mod.parse_grid(["dyna.horizon=2,5", "pqn.lr=1e-3", "alg=pqn,pdqn", "pqn.lr_linear_decay=false"], base)
-    assert grid == {"dyna.horizon": [2, 5], "pqn.lr": [0.001], "alg": ["pqn", "pdqn"], "pqn.lr_linear_decay": [False]}
-    replaced = sweep_mod.with_value(base, "dyna.horizon", 5)
-    assert replaced.dyna.horizon == 5 and dataclasses.replace(base) == base
-    for bad in ("dyna.nope=1", "dyna.horizon=two", "dyna.horizon", "env=breakout", "track.repo=x"):
+    grid = sweep_mod.parse_grid(["dyna.dyna.horizon=2,5", "pqn.lr=1e-3", "alg=pqn,pdqn", "pqn.lr_linear_decay=false"], base)
+    assert grid == {"dyna.dyna.horizon": [2, 5], "pqn.lr": [0.001], "alg": ["pqn", "pdqn"], "pqn.lr_linear_decay": [False]}
+    replaced = sweep_mod.with_value(base, "dyna.dyna.horizon", 5)
+    assert replaced.dyna.dyna.horizon == 5 and dataclasses.replace(base) == base
+    for bad in ("dyna.nope=1", "dyna.dyna.horizon=two", "dyna.dyna.horizon", "dyna.horizon=2", "env=breakout", "track.repo=x"):
         with pytest.raises(ConfigError):
             sweep_mod.parse_grid([bad], base)
 
 
 def test_bad_sweep_flags_exit_2(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
-        sweep_mod.main(["--name", "x", "--out", str(tmp_path), "--grid", "dyna.horizon=zero", *TINY_FLAGS])
+        sweep_mod.main(["--name", "x", "--out", str(tmp_path), "--grid", "dyna.dyna.horizon=zero", *TINY_FLAGS])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: --grid dyna.horizon='zero' is invalid")
+    assert err[-1].startswith("error: --grid dyna.dyna.horizon='zero' is invalid")
     assert not Path(tmp_path / "x").exists()
 
 

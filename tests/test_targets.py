@@ -1,10 +1,18 @@
-"""Q(lambda) targets against hand-computed arrays (gamma 0.9, lambda 0.5)."""
+"""The planners' target math against hand-computed arrays: Q(lambda) (gamma 0.9, lambda 0.5), one-step, n-step
+and inverse-variance targets."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdqn.targets import batched_q_lambda_targets, lambda_returns, q_lambda_targets
+from pdqn.targets import (
+    batched_q_lambda_targets,
+    inverse_variance_target,
+    lambda_returns,
+    n_step_values,
+    one_step_target,
+    q_lambda_targets,
+)
 
 R = jnp.array([1.0, 0.0, 2.0, 1.0])
 V = jnp.array([10.0, 20.0, 30.0, 40.0])  # max_a Q(s_{t+1}, a)
@@ -81,3 +89,40 @@ def test_batched_targets_treat_each_env_independently():
     got = batched_q_lambda_targets(r, term, trunc, v, gamma=0.9, td_lambda=0.5)
     np.testing.assert_allclose(got[:, 0], q_lambda_targets(R, NO, flags(2), V, gamma=0.9, td_lambda=0.5), rtol=1e-6)
     np.testing.assert_allclose(got[:, 1], q_lambda_targets(R[::-1], flags(1), NO, V[::-1], gamma=0.9, td_lambda=0.5), rtol=1e-6)
+
+
+def test_one_step_target_discounts_the_greedy_value_by_the_chance_of_going_on():
+    # r + gamma (1 - p) max_a Q(s', a): 1 + 0.5 * 0.75 * 4 = 2.5; a certain termination keeps the reward alone.
+    assert float(one_step_target(jnp.float32(1.0), jnp.float32(0.25), jnp.array([4.0, -1.0]), 0.5)) == pytest.approx(2.5)
+    assert float(one_step_target(jnp.float32(0.5), jnp.float32(1.0), jnp.array([2.0, 3.0]), 0.5)) == pytest.approx(0.5)
+
+
+def test_n_step_values_sum_imagined_rewards_then_bootstrap_and_stop_at_a_termination():
+    # H = 3 steps: rewards 1, 2, 4; the second step terminates, so the third is past the end (not alive).
+    r_t = jnp.array([1.0, 2.0, 4.0])
+    alive_t = jnp.array([True, True, False])
+    terminated_t = jnp.array([False, True, False])
+    q_next_max_t = jnp.array([10.0, 20.0, 30.0])
+    gamma = 0.5
+    expected = [
+        1.0 + gamma * 10.0,  # v_1 = r_0 + gamma q_0
+        1.0 + gamma * 2.0,  # v_2 = r_0 + gamma r_1, then nothing: the second step terminated
+        1.0 + gamma * 2.0,  # v_3: the third step is past the end
+    ]
+    np.testing.assert_allclose(n_step_values(r_t, alive_t, terminated_t, q_next_max_t, gamma), expected, rtol=1e-6)
+    # Nothing ends: v_3 = 1 + .5*2 + .25*4 + .125*30
+    np.testing.assert_allclose(n_step_values(r_t, jnp.ones(3, bool), NO[:3], q_next_max_t, gamma)[2], 6.75, rtol=1e-6)
+
+
+def test_inverse_variance_target_trusts_agreeing_samples_and_falls_back_where_they_disagree():
+    floor = 0.5  # the model-free target's weight is 1 / 0.5 = 2
+    # Two samples of one horizon that agree on 3: weight 1 / (0 + 0.5) = 2, so the target is the mean of 1 and 3.
+    target, model_free_weight, spread = inverse_variance_target(jnp.float32(1.0), jnp.array([[3.0], [3.0]]), jnp.bool_(True), floor)
+    np.testing.assert_allclose([target, model_free_weight, spread], [2.0, 0.5, 0.0], rtol=1e-6)
+    # They disagree (2 vs 4: variance 1): weight 1 / 1.5 = 2/3 on their mean 3.
+    target, model_free_weight, spread = inverse_variance_target(jnp.float32(1.0), jnp.array([[2.0], [4.0]]), jnp.bool_(True), floor)
+    np.testing.assert_allclose(target, (2 * 1 + (2 / 3) * 3) / (2 + 2 / 3), rtol=1e-6)
+    np.testing.assert_allclose([model_free_weight, spread], [2 / (2 + 2 / 3), 1.0], rtol=1e-6)
+    # Not valid (a time-limit cut): the model-free target alone.
+    target, model_free_weight, _ = inverse_variance_target(jnp.float32(1.0), jnp.array([[3.0], [3.0]]), jnp.bool_(False), floor)
+    np.testing.assert_allclose([target, model_free_weight], [1.0, 1.0], rtol=1e-6)

@@ -75,7 +75,7 @@ def test_one_aim_run_per_seed_with_hparams_and_contexts(tracked):
     rows = pl.read_parquet(run_dir / METRICS_FILE)
     for r in runs:
         assert r["hparams"]["pqn"]["num_envs"] == config.pqn.num_envs
-        assert r["hparams"]["dyna"]["horizon"] == config.dyna.horizon
+        assert r["hparams"]["dyna"]["dyna"]["horizon"] == config.dyna.dyna.horizon
         assert r["alg"] == "pdqn" and r["code"] == code_version() and r["code"]["package"]
         assert r.experiment == "pdqn-breakout"
         contexts = {m.name: m.context.to_dict() for m in r.metrics()}

@@ -1,4 +1,6 @@
 #!/bin/sh
+# Flags here are pdqn's up to commit b6951e8 (the flat --dyna.* planning options): run this at that commit
+# (git checkout b6951e8); docs/pdqn.md ("Flags of earlier versions") gives today's spelling of each.
 set -e
 cd "$(dirname "$0")"
 for game in breakout space_invaders; do

@@ -2,6 +2,8 @@
 # Dynamics-model accuracy by architecture, with planning switched off (the delay outlasts training), so every
 # variant sees the same PQN data stream: Breakout, 300k env steps (73 updates), seed 0.
 # Reproduce from the repository root:  bash experiments/model-accuracy/run.sh && python experiments/model-accuracy/summarise.py
+# Flags here are pdqn's up to commit b6951e8 (the flat --dyna.* planning options): run this at that commit
+# (git checkout b6951e8); docs/pdqn.md ("Flags of earlier versions") gives today's spelling of each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/model-accuracy/runs

@@ -11,6 +11,8 @@
 #   ONLY=pdqn-ens3-gate-1-batch-mean-delay-60 GAMES="asterix freeway" bash experiments/pdqn-ablations/run.sh
 #   ONLY=pdqn-ens3-gate-1-batch-mean-on-0.3 GAMES="asterix freeway" bash experiments/pdqn-ablations/run.sh
 #   ONLY=pdqn-defaults-gap GAMES="asterix" bash experiments/pdqn-ablations/run.sh
+# Flags here are pdqn's up to commit b6951e8 (the flat --dyna.* planning options): run this at that commit
+# (git checkout b6951e8); docs/pdqn.md ("Flags of earlier versions") gives today's spelling of each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/pdqn-ablations/runs

@@ -2,6 +2,8 @@
 # Short sweep used to choose PDQN's defaults: 1M env steps, seeds 0-1 (tuning seeds),
 # Breakout and SpaceInvaders. Each point writes runs/<game>-<name>/{summary.json,metrics.parquet}.
 # Reproduce: bash experiments/pdqn-defaults/run.sh   (from the repository root; ~30 min on 2 CPU cores)
+# Flags here are pdqn's up to commit b6951e8 (the flat --dyna.* planning options): run this at that commit
+# (git checkout b6951e8); docs/pdqn.md ("Flags of earlier versions") gives today's spelling of each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/pdqn-defaults/runs

@@ -4,6 +4,8 @@
 # steps, greedy evaluation over 128 episodes every 10 % and at the end. Reproduce from the repository root:
 #   bash experiments/planner-screen/run.sh        (finished points are skipped, stopped ones resumed)
 #   ONLY="ve" GAMES="breakout" bash experiments/planner-screen/run.sh
+# Flags here are pdqn's up to commit b6951e8 (the flat --dyna.* planning options): run this at that commit
+# (git checkout b6951e8); docs/pdqn.md ("Flags of earlier versions") gives today's spelling of each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/planner-screen/runs

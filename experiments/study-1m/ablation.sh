@@ -2,6 +2,8 @@
 # Ablation on the study's protocol (held-out seeds 5-9, 1M steps): PDQN with the dynamics model trained on
 # half of each real batch (the default until the study showed the whole batch helps; see experiments/model-accuracy).
 # Reproduce from the repository root: bash experiments/study-1m/ablation.sh
+# Flags here are pdqn's up to commit b6951e8 (the flat --dyna.* planning options): run this at that commit
+# (git checkout b6951e8); docs/pdqn.md ("Flags of earlier versions") gives today's spelling of each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/study-1m/runs

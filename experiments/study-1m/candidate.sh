@@ -6,6 +6,8 @@
 # defaults are later.
 # Reproduce from the repository root: bash experiments/study-1m/candidate.sh   (finished games are skipped,
 # stopped ones resumed)
+# Flags here are pdqn's up to commit b6951e8 (the flat --dyna.* planning options): run this at that commit
+# (git checkout b6951e8); docs/pdqn.md ("Flags of earlier versions") gives today's spelling of each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/study-1m/runs

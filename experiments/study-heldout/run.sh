@@ -8,6 +8,8 @@
 # Reproduce from the repository root (finished points are skipped, stopped ones resumed):
 #   bash experiments/study-heldout/run.sh
 #   ONLY="pqn pqn-matched" GAMES="asterix" bash experiments/study-heldout/run.sh
+# Flags here are pdqn's up to commit b6951e8 (the flat --dyna.* planning options): run this at that commit
+# (git checkout b6951e8); docs/pdqn.md ("Flags of earlier versions") gives today's spelling of each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/study-heldout/runs

@@ -4,6 +4,8 @@
 # training, so every variant sees the same data stream). Model metrics are measured on each update's batch
 # before the model trains on it. 1M env steps, seed 0. Reproduce from the repository root:
 #   bash experiments/world-model/run.sh && python experiments/world-model/summarise.py
+# Flags here are pdqn's up to commit b6951e8 (the flat --dyna.* planning options): run this at that commit
+# (git checkout b6951e8); docs/pdqn.md ("Flags of earlier versions") gives today's spelling of each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=experiments/world-model/runs

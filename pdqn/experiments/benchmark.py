@@ -15,12 +15,12 @@ import jax
 import jax.numpy as jnp
 
 from pdqn.cli import interruptible, parse
-from pdqn.config import Config, DynaConfig, GameName, PQNConfig
+from pdqn.config import Config, CounterfactualConfig, DynaConfig, GameName, PlanningConfig, PQNConfig, ValueExpansionConfig
 from pdqn.planners import Clock
 from pdqn.rollout import collect
 from pdqn.state import TrainState
 from pdqn.train import Trainer, compiled
-from pdqn.world_models import WorldModel
+from pdqn.models import WorldModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +47,8 @@ class Benchmark:
     machine whose speed drifts)."""
     pqn: PQNConfig = dataclasses.field(default_factory=PQNConfig)
     """PQN hyperparameters."""
-    dyna: DynaConfig = dataclasses.field(default_factory=DynaConfig)
-    """Planning hyperparameters."""
+    dyna: PlanningConfig = dataclasses.field(default_factory=PlanningConfig)
+    """Planning: planner, world model and their knobs."""
 
     def config(self) -> Config:
         dyna = dataclasses.replace(self.dyna, planning_delay=0) if self.planning_from_start else self.dyna
@@ -116,13 +116,22 @@ def measure(bench: Benchmark) -> dict[str, object]:
     result |= rollout_bytes(trainer, states)
     if bench.phases:
         result["phase_seconds_per_update"] = phase_seconds(trainer, states, bench.repeats)
-    if config.planning and config.dyna.planner == "counterfactual":
-        result["planner_gradient_steps_per_update"] = config.dyna.plan_minibatches
-        result["counterfactual_rows_per_update"] = config.dyna.plan_minibatches * config.counterfactual_rows_per_minibatch
-    elif config.planning and config.dyna.planner == "dyna":
-        result["imagined_transitions_per_update"] = config.dyna.imagined_batch_size
-        result["imagined_gradient_steps_per_update"] = config.dyna.imagined_gradient_steps
+    if config.planning:
+        result |= planner_counts(config.dyna.planner_config, config.pqn.minibatch_size)
     return result
+
+
+def planner_counts(planner: CounterfactualConfig | DynaConfig | ValueExpansionConfig, minibatch_size: int) -> dict[str, int]:
+    """What the chosen planner adds to an update: its gradient steps, and the rows it makes."""
+    if isinstance(planner, CounterfactualConfig):
+        rows = planner.minibatches * planner.rows_per_minibatch(minibatch_size)
+        return {"planner_gradient_steps_per_update": planner.minibatches, "counterfactual_rows_per_update": rows}
+    if isinstance(planner, DynaConfig):
+        return {
+            "imagined_transitions_per_update": planner.imagined_batch_size,
+            "imagined_gradient_steps_per_update": planner.imagined_gradient_steps,
+        }
+    return {"planner_gradient_steps_per_update": planner.minibatches}
 
 
 def time_call(fn, *args, repeats: int) -> float:

@@ -1,26 +1,24 @@
-"""Sweeps as job arrays through submitit (``python -m pdqn.experiments.sweep ... --launcher submitit``).
+"""Jobs through submitit, the cluster side of ``python -m pdqn.experiments.sweep ... --launcher submitit``: the
+``--slurm.*`` flags, submitting a job array, waiting for it, and requeueing.
 
-The unfinished points (of ``--shard``, if given) go out as one job array, a job per point. A job trains its
-point exactly as ``--shard`` would (:class:`PointJob`): it resumes from the point's checkpoint if it has one.
 submitit asks SLURM for SIGUSR2 shortly before the time limit (``--signal=USR2@90``), and preemption on most
-clusters sends it too: the run checkpoints and stops, and the job hands the signal back to submitit, which
-requeues it; the requeued job resumes the point. A job killed outright loses only the updates since the point's
-last checkpoint: run the same sweep command again and it submits the points that are not done.
+clusters sends it too: a job checkpoints and stops, and hands the signal back to submitit (:func:`hand_back`),
+which requeues it (:class:`RequeuedJob`); the requeued job resumes from its checkpoint. What a job does (a sweep
+point trained as ``--shard`` would) is :class:`pdqn.experiments.sweep.PointJob`: this module knows nothing of
+sweeps, so that the sweep command imports it and not the other way round.
 
 ``--launcher submitit-local`` runs the same jobs as processes on this machine (submitit's local executor).
 """
 
+import abc
 import argparse
-import dataclasses
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from pdqn.cli import fail
-from pdqn.experiments.sweep import POINTS_FILE, Shard, Sweep, SweepStopped, is_done, points_table, report, sweep, write_table
 
 POLL_SECONDS = {"submitit": 30.0, "submitit-local": 1.0}
 """How often a waiting launcher asks whether its jobs have ended."""
@@ -60,70 +58,55 @@ def executor_parameters(flags: argparse.Namespace, name: str) -> dict[str, Any]:
     return {key: value for key, value in parameters.items() if value is not None}
 
 
-@dataclasses.dataclass(frozen=True)
-class PointJob:
-    """One point of a sweep as a submitit job (checkpointable: submitit requeues it after a preemption or a
-    time-out, and the requeued job resumes the point from its checkpoint)."""
+class RequeuedJob(abc.ABC):
+    """A submitit job that submitit requeues after a preemption or a time-out: the same call again (the job
+    resumes its work from its own checkpoint)."""
 
-    sweep: Sweep
-    index: int
-
-    def __call__(self) -> str:
-        spec = self.sweep
-        shard = Shard(self.index, len(spec.points()))  # this point alone, as `--shard` would run it
-        try:
-            table = sweep(spec.name, spec.base, spec.grid, spec.games, spec.out, shard=shard)
-        except SweepStopped as err:
-            if err.signum == signal.SIGUSR2 and callable(signal.getsignal(signal.SIGUSR2)):
-                signal.raise_signal(signal.SIGUSR2)  # the point is checkpointed: submitit's handler requeues the job
-            raise
-        record = table.row(self.index, named=True)
-        if record["status"] != "done":  # the job fails, so that SLURM and submitit say so
-            raise RuntimeError(f"point {self.index} ({record['game']} {record['label']}) {record['status']}: {record['reason']}")
-        return "done"
+    @abc.abstractmethod
+    def __call__(self) -> Any:
+        """The job's work."""
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        """What submitit requeues: this same job (it resumes the point from its newest checkpoint)."""
+        """What submitit requeues: this same job."""
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, *args, **kwargs)
 
 
-def wait_for(jobs: list[Any], poll: float) -> None:
-    while not all(job.done() for job in jobs):
-        time.sleep(poll)
+def hand_back(signum: int) -> None:
+    """After a job checkpointed and stopped on ``signum``: SIGUSR2 goes back to submitit's handler, which
+    requeues the job (any other signal, or no handler of submitit's, is left to the caller)."""
+    if signum == signal.SIGUSR2 and callable(signal.getsignal(signal.SIGUSR2)):
+        signal.raise_signal(signal.SIGUSR2)
 
 
-def launch(spec: Sweep, shard: Shard | None, flags: argparse.Namespace, log: Any = None) -> int:
-    """Submit the unfinished points as a job array; with ``--wait``, wait for it and report like a sweep."""
-    log = sys.stderr if log is None else log
+def require_submitit(launcher: str) -> Any:
+    """The submitit module, once it is known that ``launcher`` can run here (else one error line, exit 2)."""
     try:
         import submitit
     except ImportError:
         fail("--launcher submitit needs submitit: pip install 'pdqn[cluster]'")
-    local = flags.launcher == "submitit-local"
-    if not local and (shutil.which("sbatch") is None or shutil.which("srun") is None):
+    if launcher != "submitit-local" and (shutil.which("sbatch") is None or shutil.which("srun") is None):
         fail("--launcher submitit needs SLURM (sbatch and srun on PATH); --launcher submitit-local runs the jobs here")
-    todo = [p for p in spec.points() if (shard is None or shard.owns(p)) and not is_done(spec, p)]
-    if not todo:
-        print(f"[sweep {spec.name}] every point is done; nothing to submit", file=log, flush=True)
-        return report(spec.name, write_table(spec) if shard is None else points_table(spec), spec.folder / POINTS_FILE, log)
-    folder = flags.slurm_folder or spec.folder / "submitit"
+    return submitit
+
+
+def submit_array(submitit: Any, jobs: list[Any], flags: argparse.Namespace, name: str, folder: Path) -> list[Any]:
+    """Submit ``jobs`` as one job array (submitit's local executor with ``--launcher submitit-local``)."""
+    local = flags.launcher == "submitit-local"
     timeouts = {f"{cluster}_max_num_timeout": flags.slurm_max_requeues for cluster in ("slurm", "local")}
     executor = submitit.AutoExecutor(folder=folder, cluster="local" if local else "slurm", **timeouts)
-    executor.update_parameters(**executor_parameters(flags, spec.name))
-    jobs = executor.submit_array([PointJob(spec, p.index) for p in todo])
+    executor.update_parameters(**executor_parameters(flags, name))
+    return executor.submit_array(jobs)
+
+
+def array_name(jobs: list[Any], launcher: str) -> str:
+    """How the submitted jobs are named in messages: the local jobs' ids, or the SLURM array's id."""
     ids = [str(job.job_id) for job in jobs]
-    what = f"local jobs {', '.join(ids)}" if local else f"job array {ids[0].split('_')[0]}"
-    print(f"[sweep {spec.name}] submitted {len(jobs)} points as {what}; logs in {folder}", file=log, flush=True)
-    if not flags.wait:
-        print(f"[sweep {spec.name}] when they have ended, the same command with --status writes the table", file=log)
-        return 0
-    wait_for(jobs, POLL_SECONDS[flags.launcher])
-    table = write_table(spec) if shard is None else points_table(spec)
-    for job, point in zip(jobs, todo):
-        record = table.row(point.index, named=True)
-        if record["status"] != "done":
-            print(f"[sweep {spec.name}] point {point.index} ({point.game} {point.label}): job {job.job_id} ended "
-                  f"{job.state}, point {record['status']}; run the same command again to resume it", file=log)  # fmt: skip
-    return report(spec.name, table if shard is None else shard.rows(table), spec.folder / POINTS_FILE, log)
+    return f"local jobs {', '.join(ids)}" if launcher == "submitit-local" else f"job array {ids[0].split('_')[0]}"
+
+
+def wait_for(jobs: list[Any], launcher: str) -> None:
+    """Wait until every job has ended, asking every :data:`POLL_SECONDS` of ``launcher``."""
+    while not all(job.done() for job in jobs):
+        time.sleep(POLL_SECONDS[launcher])

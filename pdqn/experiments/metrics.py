@@ -11,14 +11,15 @@ from pdqn.metrics import Metric
 GROUPS = {
     "Every update (PQN and PDQN)": metrics.UPDATE_METRICS + (metrics.TARGET_RETURN,),
     "A learned world model (`--dyna.model learned`)": metrics.LEARNED_MODEL_METRICS,
-    "The Dyna planner (`--dyna.planner dyna`, the PDQN default)": metrics.DYNA_METRICS
-    + (metrics.IMAGINED_DISAGREEING_CELLS, metrics.IMAGINED_UNCERTAIN_CELLS),
+    "The counterfactual planner (`--dyna.planner counterfactual`, the PDQN default)": metrics.COUNTERFACTUAL_METRICS,
+    "The Dyna planner (`--dyna.planner dyna`; also `planning_active`)": tuple(
+        m for m in metrics.DYNA_METRICS if m is not metrics.PLANNING_ACTIVE
+    )
+    + (metrics.IMAGINED_DISAGREEING_CELLS,),
     "The value-expansion planner (`--dyna.planner value_expansion`; also `planning_active`)": tuple(
         m for m in metrics.VALUE_EXPANSION_METRICS if m is not metrics.PLANNING_ACTIVE
     ),
-    "The counterfactual planner (`--dyna.planner counterfactual`; also `planning_active`)": tuple(
-        m for m in metrics.COUNTERFACTUAL_METRICS if m is not metrics.PLANNING_ACTIVE
-    ),
+    "Acting with the termination veto (`--dyna.veto.threshold`, in training)": (metrics.VETOED_ACTION_RATE,),
 }
 
 

@@ -149,7 +149,6 @@ def train(args: Sequence[str], stop: StopSignals) -> int:
         summary = run(config, run_dir, hooks=make_hooks(config), resume=resume, stop=stop)
     except (CheckpointError, RunDirError, TrackingError, DistributedError) as err:
         fail(str(err))
-        fail(str(err))
     except NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         stop_distributed()

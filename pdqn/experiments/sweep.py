@@ -55,6 +55,15 @@ import polars as pl
 from pdqn.checkpoint import list_checkpoints
 from pdqn.cli import fail, parse
 from pdqn.config import GAMES, Config, ConfigError
+from pdqn.experiments.launch import (
+    RequeuedJob,
+    add_slurm_flags,
+    array_name,
+    hand_back,
+    require_submitit,
+    submit_array,
+    wait_for,
+)
 from pdqn.rundir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -422,6 +431,60 @@ def sweep(
     return points_table(spec)
 
 
+# ---- points as jobs (submitit) ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PointJob(RequeuedJob):
+    """One point of a sweep as a submitit job: it trains the point exactly as ``--shard`` would, resuming from
+    the point's checkpoint if it has one (so a requeued job continues the point)."""
+
+    sweep: Sweep
+    index: int
+
+    def __call__(self) -> str:
+        spec = self.sweep
+        shard = Shard(self.index, len(spec.points()))  # this point alone, as `--shard` would run it
+        try:
+            table = sweep(spec.name, spec.base, spec.grid, spec.games, spec.out, shard=shard)
+        except SweepStopped as err:
+            hand_back(err.signum)  # the point is checkpointed: a SIGUSR2 requeues the job
+            raise
+        record = table.row(self.index, named=True)
+        if record["status"] != "done":  # the job fails, so that SLURM and submitit say so
+            what = f"point {self.index} ({record['game']} {record['label']})"
+            raise RuntimeError(f"{what} {record['status']}: {record['reason']}")
+        return "done"
+
+
+def launch(spec: Sweep, shard: Shard | None, flags: argparse.Namespace, log: Any = None) -> int:
+    """Submit the unfinished points (of ``shard``) as one job array, a job per point; with ``--wait``, wait for
+    it and report like a sweep. A job killed outright loses only the updates since its point's last checkpoint:
+    the same command again submits the points that are not done."""
+    log = sys.stderr if log is None else log
+    submitit = require_submitit(flags.launcher)
+    todo = [p for p in spec.points() if (shard is None or shard.owns(p)) and not is_done(spec, p)]
+    if not todo:
+        print(f"[sweep {spec.name}] every point is done; nothing to submit", file=log, flush=True)
+        table = write_table(spec) if shard is None else points_table(spec)
+        return report(spec.name, table, spec.folder / POINTS_FILE, log)
+    folder = flags.slurm_folder or spec.folder / "submitit"
+    jobs = submit_array(submitit, [PointJob(spec, p.index) for p in todo], flags, spec.name, folder)
+    what = array_name(jobs, flags.launcher)
+    print(f"[sweep {spec.name}] submitted {len(jobs)} points as {what}; logs in {folder}", file=log, flush=True)
+    if not flags.wait:
+        print(f"[sweep {spec.name}] when they have ended, the same command with --status writes the table", file=log)
+        return 0
+    wait_for(jobs, flags.launcher)
+    table = write_table(spec) if shard is None else points_table(spec)
+    for job, point in zip(jobs, todo):
+        record = table.row(point.index, named=True)
+        if record["status"] != "done":
+            print(f"[sweep {spec.name}] point {point.index} ({point.game} {point.label}): job {job.job_id} ended "
+                  f"{job.state}, point {record['status']}; run the same command again to resume it", file=log)  # fmt: skip
+    return report(spec.name, table if shard is None else shard.rows(table), spec.folder / POINTS_FILE, log)
+
+
 # ---- the command line ---------------------------------------------------------------------
 
 
@@ -439,8 +502,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--status", action="store_true", help="train nothing: merge the points' records into points.parquet/csv and report")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="inline", help="inline: train here, one point after another (default); submitit: a SLURM job array, a job per unfinished point; submitit-local: the same jobs as processes on this machine")
     parser.add_argument("--wait", action="store_true", help="with a submitit launcher: wait for the jobs, then write points.parquet/csv")
-    from pdqn.experiments.launch import add_slurm_flags
-
     add_slurm_flags(parser)
     return parser
 
@@ -495,8 +556,6 @@ def main(args: list[str] | None = None) -> int:
     if ours.status:
         return report(spec.name, write_table(spec), where)
     if ours.launcher != "inline":
-        from pdqn.experiments.launch import launch
-
         return launch(spec, shard, ours)
     try:
         table = sweep(spec.name, spec.base, spec.grid, spec.games, spec.out, shard=shard)

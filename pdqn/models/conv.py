@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from pdqn.dynamics import CERTAIN_LOGIT, Prediction
+from pdqn.models.base import CERTAIN_LOGIT, Prediction
 from pdqn.layers import Dense, LayerNorm
 
 RADIUS = 2

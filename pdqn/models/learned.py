@@ -1,73 +1,147 @@
-"""World models a planner imagines with: the learned ensemble and the oracle (the real game).
+"""The learned world model: an ensemble of dynamics networks (the MLP of :mod:`pdqn.models.mlp` or the
+convolutional network of :mod:`pdqn.models.conv`) trained on every update's real batch.
 
-A :class:`WorldModel` keeps its knobs as static fields and its parameters in a state that flows through
-its calls: ``init(key) -> state``, ``update(state, rollout, key) -> (state, metrics)`` once per update on the
-real rollout, ``start(rollout, rows)`` for the carry of imagined rollouts that start at those real rows, and
-``stepper(state)``: the :data:`~pdqn.planning.StepModel` imagination calls. A planner holds a model and never
-looks inside it, so a new model plugs in without touching the planner.
+The loss per member: binary cross-entropy of every predicted cell of the newest frame (mean over cells), squared
+error of the reward, binary cross-entropy of the termination flag. Truncated steps carry ``terminated=False``: the
+time limit is not a termination target.
 """
 
-import abc
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Int, PRNGKeyArray
+import optax
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from pdqn.config import Config
-from pdqn.conv_dynamics import ConvDynamicsModel
-from pdqn.dynamics import (
-    CERTAIN_LOGIT,
-    DynamicsModel,
-    Ensemble,
-    ModelBatch,
-    Prediction,
-    event_scores,
-    model_loss,
-    model_optimiser,
-)
-from pdqn.envs import VecEnv
+from pdqn.config import LearnedModelConfig
 from pdqn.learner import flatten_time, subsample
-from pdqn.metrics import LEARNED_MODEL_METRICS, MODEL_LOSS, MODEL_OBS_EXACT_3, MODEL_OBS_EXACT_5, Metric
-from pdqn.planning import StepModel, binarise, disagreeing_cells
+from pdqn.metrics import (
+    LEARNED_MODEL_METRICS,
+    MODEL_CELL_ACCURACY,
+    MODEL_CHANGED_CELL_ACCURACY,
+    MODEL_LOSS,
+    MODEL_OBS_EXACT,
+    MODEL_OBS_EXACT_3,
+    MODEL_OBS_EXACT_5,
+    MODEL_OBS_LOSS,
+    MODEL_REWARD_ABS_ERROR,
+    MODEL_REWARD_LOSS,
+    MODEL_REWARD_PRECISION,
+    MODEL_REWARD_RECALL,
+    MODEL_TERM_PRECISION,
+    MODEL_TERM_RECALL,
+    MODEL_TERMINATED_LOSS,
+    Metric,
+)
+from pdqn.models.base import Metrics, Prediction, StepModel, WorldModel, threshold_cells
+from pdqn.models.conv import ConvDynamicsModel
+from pdqn.models.mlp import DynamicsModel
 from pdqn.q_update import sgd_epochs
 from pdqn.rollout import Rollout
 
-Metrics = dict[str, Array]
+EVENTS = {"term": (MODEL_TERM_PRECISION, MODEL_TERM_RECALL), "reward": (MODEL_REWARD_PRECISION, MODEL_REWARD_RECALL)}
+"""Sparse events scored by precision and recall: a termination, and a reward (predicted above 0.5).
+Per minibatch their true-positive, predicted and actual rates are kept; the means over an epoch form the scores."""
 
 
-class WorldModel(eqx.Module):
-    """Abstract world model; see the module docstring for the protocol."""
+class Ensemble(eqx.Module):
+    """``size`` independently initialised dynamics models (any architecture), stacked and vmapped."""
 
-    @abc.abstractmethod
-    def init(self, key: PRNGKeyArray) -> Any: ...
+    members: eqx.Module
+    size: int = eqx.field(static=True)
 
-    @abc.abstractmethod
-    def update(self, state: Any, rollout: Rollout, key: PRNGKeyArray) -> tuple[Any, Metrics]: ...
-
-    @abc.abstractmethod
-    def stepper(self, state: Any) -> StepModel: ...
-
-    def start(self, rollout: Rollout, rows: Int[Array, " n"], after: bool = False) -> Any:
-        """The carry of imagined rollouts starting at the observation of these rows of the flattened rollout,
-        or (``after``) at their next observation (None: the observation is all the model needs)."""
-        return None
+    def __init__(self, make_member: Callable[[PRNGKeyArray], eqx.Module], size: int, *, key: PRNGKeyArray):
+        """``make_member(key)`` builds one member, e.g. ``lambda k: DynamicsModel(shape, actions, 128, key=k)``."""
+        self.members = eqx.filter_vmap(make_member)(jax.random.split(key, size))
+        self.size = size
 
     @property
-    def metrics(self) -> tuple[Metric, ...]:
-        """The metrics :meth:`update` produces."""
-        return ()
+    def frame_channels(self) -> int:
+        """Channels of the newest frame: the part of an observation the model predicts."""
+        return self.members.frame_channels  # pyright: ignore[reportAttributeAccessIssue] (every member has it)
 
-    @property
-    def reports_disagreement(self) -> bool:
-        """Whether its predictions count the cells ensemble members disagree on."""
-        return False
+    def __call__(
+        self, obs: Float[Array, "batch height width channels"], action: Int[Array, " batch"]
+    ) -> Prediction:
+        """Every member's prediction, stacked along a leading ``member`` axis."""
+        return eqx.filter_vmap(lambda m: m(obs, action))(self.members)  # pyright: ignore[reportCallIssue]
 
-    @property
-    def needs_env_states(self) -> bool:
-        """Whether :meth:`start` reads the real environment states of the rollout."""
-        return False
+
+class ModelBatch(eqx.Module):
+    """Real transitions as model training data."""
+
+    obs: Float[Array, "batch height width channels"]
+    action: Int[Array, " batch"]
+    next_obs: Float[Array, "batch height width channels"]
+    reward: Float[Array, " batch"]
+    terminated: Bool[Array, " batch"]
+
+
+def model_loss(model: Ensemble, batch: ModelBatch) -> tuple[Float[Array, ""], dict[str, Array]]:
+    """Summed per-member losses: cell BCE (mean over cells), reward MSE, termination BCE.
+
+    Truncated steps carry ``terminated=False``: the time limit is not a termination target.
+    The metrics are computed before the gradient step, on data the model has not yet fit.
+    """
+    pred = model(batch.obs, batch.action)
+    terminated = batch.terminated.astype(jnp.float32)
+    newest = slice(batch.obs.shape[-1] - model.frame_channels, None)  # older frames are copied, not learnt
+    obs_bce = jnp.mean(
+        optax.sigmoid_binary_cross_entropy(pred.next_obs_logits[..., newest], batch.next_obs[..., newest]),
+        axis=(1, 2, 3, 4),
+    )
+    reward_mse = jnp.mean(jnp.square(pred.reward - batch.reward), axis=1)
+    term_bce = jnp.mean(optax.sigmoid_binary_cross_entropy(pred.terminated_logit, terminated), axis=1)
+    loss = jnp.sum(obs_bce + reward_mse + term_bce)
+    return loss, model_metrics(pred, batch, model.frame_channels) | {
+        MODEL_OBS_LOSS.name: jnp.mean(obs_bce),
+        MODEL_REWARD_LOSS.name: jnp.mean(reward_mse),
+        MODEL_TERMINATED_LOSS.name: jnp.mean(term_bce),
+    }
+
+
+def model_metrics(pred: Prediction, batch: ModelBatch, frame_channels: int) -> dict[str, Array]:
+    """Accuracy figures of the ensemble's first member on a batch, over the newest frame's cells."""
+    newest = slice(batch.obs.shape[-1] - frame_channels, None)
+    predicted_obs = pred.next_obs_logits[0][..., newest] > 0
+    target_obs = batch.next_obs[..., newest] > 0.5
+    correct = predicted_obs == target_obs
+    changed = target_obs != (batch.obs[..., newest] > 0.5)
+    events = {
+        "term": (pred.terminated_logit[0] > 0, batch.terminated),
+        "reward": (pred.reward[0] > 0.5, batch.reward > 0.5),
+    }
+    rates = {
+        f"{name}_{kind}": jnp.mean(value)
+        for name, (predicted, actual) in events.items()
+        for kind, value in (("true_positive", predicted & actual), ("predicted", predicted), ("actual", actual))
+    }
+    return rates | {
+        MODEL_CELL_ACCURACY.name: jnp.mean(correct),
+        MODEL_CHANGED_CELL_ACCURACY.name: jnp.sum(correct & changed) / jnp.maximum(jnp.sum(changed), 1),
+        MODEL_OBS_EXACT.name: jnp.mean(jnp.all(correct, axis=(1, 2, 3))),
+        MODEL_REWARD_ABS_ERROR.name: jnp.mean(jnp.abs(pred.reward[0] - batch.reward)),
+    }
+
+
+def event_scores(metrics: dict[str, Array]) -> dict[str, Array]:
+    """Replace the mean per-minibatch event rates by each event's precision and recall (NaN where undefined)."""
+    metrics = dict(metrics)
+    nan = jnp.asarray(jnp.nan, jnp.float32)
+    for name, (precision, recall) in EVENTS.items():
+        true_positive = metrics.pop(f"{name}_true_positive")
+        predicted = metrics.pop(f"{name}_predicted")
+        actual = metrics.pop(f"{name}_actual")
+        metrics[precision.name] = jnp.where(predicted > 0, true_positive / predicted, nan)
+        metrics[recall.name] = jnp.where(actual > 0, true_positive / actual, nan)
+    return metrics
+
+
+def model_optimiser() -> optax.GradientTransformation:
+    """Adam's direction with global-norm clipping; the learning rate is applied by the caller."""
+    return optax.chain(optax.clip_by_global_norm(10.0), optax.scale_by_adam())
 
 
 class LearnedState(eqx.Module):
@@ -80,8 +154,8 @@ OPEN_LOOP_WINDOWS = 512
 
 
 class LearnedModel(WorldModel):
-    """An ensemble of dynamics models (the MLP of :mod:`pdqn.dynamics` or the convolutional model of
-    :mod:`pdqn.conv_dynamics`) trained on every update's real batch; each imagined step of each rollout uses a
+    """An ensemble of dynamics models (the MLP of :mod:`pdqn.models.mlp` or the convolutional model of
+    :mod:`pdqn.models.conv`) trained on every update's real batch; each imagined step of each rollout uses a
     randomly drawn member."""
 
     obs_shape: tuple[int, int, int] = eqx.field(static=True)
@@ -97,20 +171,23 @@ class LearnedModel(WorldModel):
     minibatches: int = eqx.field(static=True)
 
     @classmethod
-    def from_config(cls, config: Config, env: VecEnv) -> "LearnedModel":
-        dyna = config.dyna
+    def build(
+        cls, config: LearnedModelConfig, obs_shape: tuple[int, int, int], num_actions: int, frames: int, real_batch_size: int
+    ) -> "LearnedModel":
+        """The model ``config`` describes, for observations of ``obs_shape`` (``frames`` stacked), ``num_actions``
+        actions and updates of ``real_batch_size`` real transitions."""
         return cls(
-            obs_shape=env.obs_shape,
-            num_actions=env.num_actions,
-            frames=config.frame_stack,
-            architecture=dyna.architecture,
-            hidden=dyna.model_hidden,
-            features=dyna.model_features,
-            size=dyna.ensemble_size,
-            lr=dyna.model_lr,
-            batch_size=config.model_batch_size,
-            epochs=dyna.model_epochs,
-            minibatches=dyna.model_minibatches,
+            obs_shape=obs_shape,
+            num_actions=num_actions,
+            frames=frames,
+            architecture=config.architecture,
+            hidden=config.hidden,
+            features=config.features,
+            size=config.ensemble_size,
+            lr=config.lr,
+            batch_size=config.batch_size(real_batch_size),
+            epochs=config.epochs,
+            minibatches=config.minibatches,
         )
 
     def member(self, key: PRNGKeyArray) -> eqx.Module:
@@ -176,12 +253,18 @@ def open_loop_exact(ensemble: Any, rollout: Rollout, key: PRNGKeyArray, *, steps
     first = jax.tree.map(lambda m: m[0], ensemble.members)
     obs, inside = rollout.obs[t, env], jnp.ones(OPEN_LOOP_WINDOWS, bool)
     for i in range(steps):
-        obs = binarise(key, first(obs, rollout.action[t + i, env]).next_obs_logits, "threshold")
+        obs = threshold_cells(first(obs, rollout.action[t + i, env]).next_obs_logits)
         if i < steps - 1:
             inside = inside & ~ended[t + i, env]  # the next frame after an episode's end is a new episode's
     newest = slice(obs.shape[-1] - ensemble.frame_channels, None)
     exact = jnp.all((obs[..., newest] > 0.5) == (rollout.next_obs[t + steps - 1, env][..., newest] > 0.5), axis=(1, 2, 3))
     return jnp.sum(exact & inside) / jnp.maximum(jnp.sum(inside), 1)
+
+
+def disagreeing_cells(member_logits: Float[Array, "members batch h w c"]) -> Int[Array, " batch"]:
+    """Cells per prediction whose thresholded value differs between ensemble members."""
+    votes = member_logits > 0
+    return jnp.sum(jnp.any(votes != votes[:1], axis=0), axis=(1, 2, 3))
 
 
 def ensemble_stepper(ensemble: Any) -> StepModel:
@@ -198,50 +281,3 @@ def ensemble_stepper(ensemble: Any) -> StepModel:
         return chosen, carry
 
     return step
-
-
-class OracleModel(WorldModel):
-    """The real game as a model: imagined steps step gymnax from the rollout's real environment states with
-    fresh keys, so imagined transitions are exact samples of the environment. A diagnostic: it answers what
-    planning would give with a perfect model."""
-
-    env: VecEnv
-
-    @classmethod
-    def from_config(cls, config: Config, env: VecEnv) -> "OracleModel":
-        return cls(env=env)
-
-    def init(self, key: PRNGKeyArray) -> None:
-        return None
-
-    def update(self, state: None, rollout: Rollout, key: PRNGKeyArray) -> tuple[None, Metrics]:
-        return None, {}
-
-    def start(self, rollout: Rollout, rows: Int[Array, " n"], after: bool = False) -> Any:
-        """The real states of those rows (after a step that ended an episode: the next episode's start, which
-        a planner must not continue from)."""
-        states = rollout.next_env_state if after else rollout.env_state
-        return jax.tree.map(lambda x: flatten_time(x)[rows], states)
-
-    def stepper(self, state: None) -> StepModel:
-        def step(obs, env_state, action, key):
-            out, env_state = self.env.transition(key, env_state, action)
-            certain = lambda flag: jnp.where(flag, CERTAIN_LOGIT, -CERTAIN_LOGIT)  # noqa: E731
-            pred = Prediction(
-                next_obs_logits=certain(out.final_obs > 0.5),
-                reward=out.reward,
-                terminated_logit=certain(out.terminated),
-                disagreeing_cells=jnp.zeros(action.shape[0], jnp.int32),
-                truncated=out.truncated,
-            )
-            return pred, env_state
-
-        return step
-
-    @property
-    def needs_env_states(self) -> bool:
-        return True
-
-
-WORLD_MODELS = {"learned": LearnedModel, "oracle": OracleModel}
-"""``--dyna.model`` choices."""

@@ -2,25 +2,25 @@
 behaviour policy did not take (MAD-TD, Voelcker et al. 2024, arXiv 2410.08896).
 
 After the real update, the Q-network takes ``minibatches`` more gradient steps, as the compute-matched control
-does, on minibatches of the update's real transitions with their Q(lambda) targets; but a ``share`` of the
-rows (shuffled in with the real ones, in place of real rows or, with ``add_rows``, on top of full real minibatches)
-are counterfactual: at a real state ``s_t`` of the batch, an action ``a'`` other than the taken ``a_t`` (uniformly
-among the others), and the model's one-step prediction of its outcome,
+does, on full minibatches of the update's real transitions with their Q(lambda) targets, and each minibatch also
+carries a ``share`` of counterfactual rows (shuffled in with the real ones): at a real state ``s_t`` of the batch,
+an action ``a'`` other than the taken ``a_t`` (uniformly among the others), and the model's one-step prediction
+of its outcome,
 
     target(s_t, a') = r'_t + gamma * (1 - p'_t) * max_a Q(s'_{t+1}, a)
 
 with ``r'_t`` the predicted reward, ``p'_t`` the predicted probability of termination and ``s'_{t+1}`` the
-predicted next frame (thresholded). With ``anchor`` (learned models) the outcome is the real next step changed
-only where the model says the two actions differ,
+predicted next frame (thresholded). A learned model's outcome is anchored: the real next step changed only where
+the model says the two actions differ,
 
     s'_{t+1} = s_{t+1} xor (m(s_t, a') xor m(s_t, a_t)),   r'_t = r_t + m_r(s_t, a') - m_r(s_t, a_t),
     p'_t = clip(d_t + m_p(s_t, a') - m_p(s_t, a_t), 0, 1),
 
 so what the action does not change (a spawn, an enemy on a hidden timer), which a one-frame model cannot know,
-comes from the real step; under a perfect model that shares the real step's randomness it is the same outcome.
-The oracle draws its own randomness, so it is used unanchored and ungated. With ``max_wrong_cells`` a
-row of a learned model, anchored or not, counts only where the model reproduces the real outcome of the taken
-action at that state (a check of the model where it is used). The Q-network is regressed only at real states; the counterfactual rows
+comes from the real step; under a perfect model that shares the real step's randomness it is the same outcome
+(unanchored rows were rejected: experiments/planner-screen). The oracle draws its own randomness, so its outcome
+is used as it is, unchecked. With ``max_wrong_cells`` a row of a learned model counts only where the model
+reproduces the real outcome of the taken action at that state (a check of the model where it is used). The Q-network is regressed only at real states; the counterfactual rows
 carry what more updates on real data cannot: the outcome of actions the data never shows at that state.
 Targets are fixed once per update with the Q-network the planner receives, as the real targets are fixed
 with the behaviour network. Before ``delay`` the counterfactual rows carry no weight.
@@ -33,28 +33,24 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from pdqn.config import Config
-from pdqn.dynamics import Prediction
-from pdqn.envs import VecEnv
+from pdqn.config import CounterfactualConfig
 from pdqn.learner import Learner, QFit, flatten_time, real_batch, subsample
 from pdqn.metrics import (
     COUNTERFACTUAL_METRICS,
+    COUNTERFACTUAL_MEAN_Q,
     COUNTERFACTUAL_REWARD_RATE,
     COUNTERFACTUAL_TARGET_GAP,
+    COUNTERFACTUAL_TD_LOSS,
     COUNTERFACTUAL_TERMINATION_RATE,
     COUNTERFACTUAL_TRUSTED_FRACTION,
-    COUNTERFACTUAL_MEAN_Q,
-    COUNTERFACTUAL_TD_LOSS,
     PLANNING_ACTIVE,
     Metric,
 )
-from pdqn.networks import greedy_value
-from pdqn.planners.base import Clock, Metrics, Planner
-from pdqn.planners.dyna import DynaState
-from pdqn.planning import binarise
+from pdqn.models import Prediction, WorldModel, threshold_cells
+from pdqn.planners.base import Clock, Context, Metrics, Planner, PlannerState
 from pdqn.q_update import QBatch
 from pdqn.rollout import Rollout
-from pdqn.world_models import WorldModel
+from pdqn.targets import one_step_target
 
 
 def untaken_actions(key: PRNGKeyArray, taken: Int[Array, " n"], num_actions: int) -> Int[Array, " n"]:
@@ -72,7 +68,7 @@ class Outcome(eqx.Module):
 
 def predicted_outcome(pred: Prediction) -> Outcome:
     """A model's prediction as an outcome: cells thresholded at 0.5, termination as a probability."""
-    next_obs = binarise(jax.random.PRNGKey(0), pred.next_obs_logits, "threshold")  # thresholding draws nothing
+    next_obs = threshold_cells(pred.next_obs_logits)
     return Outcome(next_obs=next_obs, reward=pred.reward, terminated=jax.nn.sigmoid(pred.terminated_logit))
 
 
@@ -95,13 +91,6 @@ def reproduces(real: Outcome, predicted: Outcome, max_wrong_cells: int) -> Bool[
     return (wrong <= max_wrong_cells) & reward_right & ((predicted.terminated > 0.5) == (real.terminated > 0.5))
 
 
-def one_step_target(
-    reward: Float[Array, " n"], terminated_probability: Float[Array, " n"], q_next: Float[Array, "n actions"], gamma: float
-) -> Float[Array, " n"]:
-    """``r + gamma * (1 - p_terminated) * max_a Q(s', a)``: the one-step target of a predicted transition."""
-    return reward + gamma * (1.0 - terminated_probability) * greedy_value(q_next)
-
-
 class Counterfactual(Planner):
     """Extra real-data gradient steps whose minibatches carry a share of counterfactual one-step transitions."""
 
@@ -110,43 +99,40 @@ class Counterfactual(Planner):
     minibatches: int = eqx.field(static=True)
     minibatch_size: int = eqx.field(static=True)
     rows_per_minibatch: int = eqx.field(static=True)
-    """Counterfactual rows in each minibatch of ``minibatch_size``."""
+    """Counterfactual rows added to each minibatch of ``minibatch_size`` real rows."""
     delay: int = eqx.field(static=True)
     gamma: float = eqx.field(static=True)
     td_lambda: float = eqx.field(static=True)
     num_actions: int = eqx.field(static=True)
-    add_rows: bool = eqx.field(static=True)
-    """The counterfactual rows come on top of full real minibatches rather than in place of some of their rows."""
     anchor: bool = eqx.field(static=True)
-    """Anchor the counterfactual outcome on the real next step (see the module docstring)."""
+    """Anchor the counterfactual outcome on the real next step (a learned model; see the module docstring)."""
     max_wrong_cells: int | None = eqx.field(static=True)
     """Rows count only where the model's outcome of the taken action is this close to the real one (None: all)."""
 
     @classmethod
-    def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "Counterfactual":
-        dyna = config.dyna
+    def build(cls, config: CounterfactualConfig, model: WorldModel, fit: QFit, context: Context) -> "Counterfactual":
+        # The oracle draws its own randomness: neither anchored on nor checked against the real step.
+        learned = not model.needs_env_states
         return cls(
             model=model,
             fit=fit,
-            minibatches=dyna.plan_minibatches,
-            minibatch_size=config.pqn.minibatch_size,
-            rows_per_minibatch=config.counterfactual_rows_per_minibatch,
-            delay=dyna.planning_delay,
-            gamma=config.pqn.gamma,
-            td_lambda=config.pqn.td_lambda,
-            num_actions=env.num_actions,
-            add_rows=dyna.counterfactual_rows == "add",
-            # The oracle draws its own randomness: neither anchored on nor checked against the real step.
-            anchor=dyna.counterfactual_anchor and not model.needs_env_states,
-            max_wrong_cells=None if model.needs_env_states else dyna.counterfactual_max_wrong_cells,
+            minibatches=config.minibatches,
+            minibatch_size=context.minibatch_size,
+            rows_per_minibatch=config.rows_per_minibatch(context.minibatch_size),
+            delay=context.delay,
+            gamma=context.gamma,
+            td_lambda=context.td_lambda,
+            num_actions=context.num_actions,
+            anchor=learned,
+            max_wrong_cells=config.max_wrong_cells if learned else None,
         )
 
-    def init(self, key: PRNGKeyArray) -> DynaState:
-        return DynaState(model=self.model.init(key))
+    def init(self, key: PRNGKeyArray) -> PlannerState:
+        return PlannerState(model=self.model.init(key))
 
     def step(
-        self, learner: Learner, rollout: Rollout, state: DynaState, key: PRNGKeyArray, clock: Clock
-    ) -> tuple[Learner, DynaState, Metrics]:
+        self, learner: Learner, rollout: Rollout, state: PlannerState, key: PRNGKeyArray, clock: Clock
+    ) -> tuple[Learner, PlannerState, Metrics]:
         k_model, k_real, k_imagine, k_fit = jax.random.split(key, 4)
         model_state, model_metrics = self.model.update(state.model, rollout, k_model)
         real = subsample(k_real, real_batch(rollout, self.gamma, self.td_lambda), self.real_rows)
@@ -157,12 +143,12 @@ class Counterfactual(Planner):
         batch = jax.tree.map(lambda r, i: jnp.concatenate([r, i]), real, imagined)
         learner, loss, mean_q = self.fit(learner, batch, k_fit, clock.lr, epochs=1, minibatches=self.minibatches)
         metrics |= {PLANNING_ACTIVE.name: active, COUNTERFACTUAL_TD_LOSS.name: loss, COUNTERFACTUAL_MEAN_Q.name: mean_q}
-        return learner, DynaState(model=model_state), model_metrics | metrics
+        return learner, PlannerState(model=model_state), model_metrics | metrics
 
     @property
     def real_rows(self) -> int:
-        """Real rows over the planner's minibatches: full minibatches, or those less the counterfactual rows."""
-        return self.minibatches * (self.minibatch_size - (0 if self.add_rows else self.rows_per_minibatch))
+        """Real rows over the planner's minibatches: full minibatches, as the compute-matched control's."""
+        return self.minibatches * self.minibatch_size
 
     def imagine(
         self, learner: Learner, model_state: Any, rollout: Rollout, key: PRNGKeyArray
@@ -177,7 +163,7 @@ class Counterfactual(Planner):
         action = untaken_actions(k_action, taken, self.num_actions)
         outcome, trusted = self.outcome(model_state, rollout, rows, action, k_model)
         q_next = learner.q_net(outcome.next_obs)
-        target = one_step_target(outcome.reward, outcome.terminated, q_next, self.gamma)
+        target = jax.vmap(one_step_target, in_axes=(0, 0, 0, None))(outcome.reward, outcome.terminated, q_next, self.gamma)
         q_sa = jnp.take_along_axis(learner.q_net(obs), action[:, None], axis=-1)[:, 0]
         metrics = {
             COUNTERFACTUAL_TARGET_GAP.name: jnp.mean(target - q_sa),
@@ -190,8 +176,8 @@ class Counterfactual(Planner):
     def outcome(
         self, model_state: Any, rollout: Rollout, rows: Int[Array, " n"], action: Int[Array, " n"], key: PRNGKeyArray
     ) -> tuple[Outcome, Bool[Array, " n"]]:
-        """The outcome of ``action`` at these rows: the model's, or (``anchor``) the real one shifted by it; and
-        which rows to trust."""
+        """The outcome of ``action`` at these rows: the model's (the oracle), or the real one shifted by it
+        (``anchor``); and which rows to trust."""
         step, obs, carry = self.model.stepper(model_state), flatten_time(rollout.obs)[rows], self.model.start(rollout, rows)
         if not self.anchor and self.max_wrong_cells is None:  # the taken action's outcome is not needed
             return predicted_outcome(step(obs, carry, action, key)[0]), jnp.ones(rows.shape, bool)

@@ -5,15 +5,12 @@ states drawn across the whole real batch -> trust gates -> Q(lambda) targets -> 
 steps with the same code, optimiser state and learning rate as the real update (from ``planning_delay`` on).
 """
 
-from typing import Any, Literal
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Int, PRNGKeyArray
 
-from pdqn.config import Config
-from pdqn.envs import VecEnv
+from pdqn.config import DynaConfig
 from pdqn.learner import Learner, QFit, flatten_time
 from pdqn.metrics import (
     DYNA_METRICS,
@@ -25,96 +22,60 @@ from pdqn.metrics import (
     IMAGINED_TD_LOSS,
     IMAGINED_TERMINATION_RATE,
     IMAGINED_TRUSTED_FRACTION,
-    IMAGINED_UNCERTAIN_CELLS,
     PLANNING_ACTIVE,
     Metric,
 )
-from pdqn.planners.base import Clock, Metrics, Planner
-from pdqn.planning import ImaginedRollout, ImaginedStart, Imagination, RealSteps, imagined_batch
-from pdqn.q_update import batch_mean_td_loss, td_loss
+from pdqn.models import WorldModel
+from pdqn.planners.base import Clock, Context, Metrics, Planner, PlannerState
+from pdqn.planners.imagination import ImaginedRollout, ImaginedStart, Imagination, RealSteps, imagined_batch
+from pdqn.q_update import batch_mean_td_loss
 from pdqn.rollout import Rollout
-from pdqn.schedules import linear_epsilon
-from pdqn.world_models import WorldModel
-
-
-class DynaState(eqx.Module):
-    model: Any
-    """The world model's state (its parameters and optimiser state; None for the oracle)."""
-
-
-class PlanEpsilon(eqx.Module):
-    """The epsilon imagined actions use: the behaviour one, or a schedule of its own."""
-
-    start: float | None = eqx.field(static=True, default=None)
-    """None: use the behaviour epsilon."""
-    finish: float = eqx.field(static=True, default=0.05)
-    decay_updates: float = eqx.field(static=True, default=1.0)
-
-    def __call__(self, clock: Clock) -> Array:
-        if self.start is None:
-            return clock.epsilon
-        return linear_epsilon(clock.update, self.start, self.finish, self.decay_updates)
 
 
 class Dyna(Planner):
-    """Imagined Q(lambda) updates from a world model (PDQN's planner)."""
+    """Imagined Q(lambda) updates from a world model. An imagined minibatch's TD loss is the mean over all its rows,
+    so a minibatch that is mostly untrusted or past termination moves the network proportionally less (the mean
+    over its trusted rows alone was rejected: experiments/pdqn-ablations)."""
 
     model: WorldModel
     fit: QFit
     imagination: Imagination
-    epsilon: PlanEpsilon
     num_rollouts: int = eqx.field(static=True)
     epochs: int = eqx.field(static=True)
     minibatches: int = eqx.field(static=True)
     delay: int = eqx.field(static=True)
     gamma: float = eqx.field(static=True)
     td_lambda: float = eqx.field(static=True)
-    loss_mean: Literal["trusted", "batch"] = eqx.field(static=True)
 
     @classmethod
-    def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "Dyna":
-        dyna = config.dyna
-        imagination = Imagination(
-            horizon=dyna.horizon,
-            on_threshold=dyna.on_threshold,
-            max_cell_uncertainty=dyna.max_cell_uncertainty,
-            max_uncertain_cells=dyna.max_uncertain_cells,
-            max_disagreeing_cells=dyna.max_disagreeing_cells,
-        )
-        epsilon = PlanEpsilon()
-        if dyna.use_plan_eps:
-            decay = dyna.plan_eps_decay * config.num_updates
-            epsilon = PlanEpsilon(start=dyna.plan_eps_start, finish=dyna.plan_eps_finish, decay_updates=decay)
+    def build(cls, config: DynaConfig, model: WorldModel, fit: QFit, context: Context) -> "Dyna":
         return cls(
             model=model,
             fit=fit,
-            imagination=imagination,
-            epsilon=epsilon,
-            num_rollouts=dyna.num_rollouts,
-            epochs=dyna.plan_epochs,
-            minibatches=dyna.plan_minibatches,
-            delay=dyna.planning_delay,
-            gamma=config.pqn.gamma,
-            td_lambda=config.pqn.td_lambda,
-            loss_mean=dyna.imagined_loss_mean,
+            imagination=Imagination(horizon=config.horizon, max_disagreeing_cells=config.max_disagreeing_cells),
+            num_rollouts=config.num_rollouts,
+            epochs=config.epochs,
+            minibatches=config.minibatches,
+            delay=context.delay,
+            gamma=context.gamma,
+            td_lambda=context.td_lambda,
         )
 
-    def init(self, key: PRNGKeyArray) -> DynaState:
-        return DynaState(model=self.model.init(key))
+    def init(self, key: PRNGKeyArray) -> PlannerState:
+        return PlannerState(model=self.model.init(key))
 
     def step(
-        self, learner: Learner, rollout: Rollout, state: DynaState, key: PRNGKeyArray, clock: Clock
-    ) -> tuple[Learner, DynaState, Metrics]:
+        self, learner: Learner, rollout: Rollout, state: PlannerState, key: PRNGKeyArray, clock: Clock
+    ) -> tuple[Learner, PlannerState, Metrics]:
         k_model, k_start, k_imagine, k_gap, k_update = jax.random.split(key, 5)
         model_state, model_metrics = self.model.update(state.model, rollout, k_model)
         step_model = self.model.stepper(model_state)
         rows = jax.random.randint(k_start, (self.num_rollouts,), 0, rollout.reward.size)
-        imagined = self.imagination.rollout(step_model, learner.q_net, self.start(rollout, rows), k_imagine, self.epsilon(clock))
+        imagined = self.imagination.rollout(step_model, learner.q_net, self.start(rollout, rows), k_imagine, clock.epsilon)
         gap = self.imagination.bootstrap_gap(step_model, learner.q_net, self.real_steps(rollout, k_gap), k_gap)
-        loss = batch_mean_td_loss if self.loss_mean == "batch" else td_loss
         batch = imagined_batch(imagined, self.gamma, self.td_lambda)
         planned, imagined_loss, mean_q = self.fit(
-            learner, batch, k_update, clock.lr, epochs=self.epochs, minibatches=self.minibatches, loss=loss
+            learner, batch, k_update, clock.lr, epochs=self.epochs, minibatches=self.minibatches, loss=batch_mean_td_loss
         )
         active = clock.update >= self.delay
         learner = jax.tree.map(lambda new, old: jnp.where(active, new, old), planned, learner)
@@ -125,7 +86,7 @@ class Dyna(Planner):
             IMAGINED_MEAN_Q.name: jnp.where(active, mean_q, nan),
             IMAGINED_BOOTSTRAP_GAP.name: gap,
         }
-        return learner, DynaState(model=model_state), model_metrics | metrics | self.rollout_metrics(imagined)
+        return learner, PlannerState(model=model_state), model_metrics | metrics | self.rollout_metrics(imagined)
 
     def start(self, rollout: Rollout, rows: Int[Array, " rollouts"]) -> ImaginedStart:
         """Imagined rollouts (or real steps) from these rows of the flattened real batch."""
@@ -153,15 +114,11 @@ class Dyna(Planner):
         }
         if self.model.reports_disagreement:
             metrics[IMAGINED_DISAGREEING_CELLS.name] = live_mean(imagined.disagreeing_cells)
-        if self.imagination.max_cell_uncertainty < 0.5:
-            metrics[IMAGINED_UNCERTAIN_CELLS.name] = live_mean(imagined.uncertain_cells)
         return metrics
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
         gates = (IMAGINED_DISAGREEING_CELLS,) if self.model.reports_disagreement else ()
-        if self.imagination.max_cell_uncertainty < 0.5:
-            gates += (IMAGINED_UNCERTAIN_CELLS,)
         return self.model.metrics + DYNA_METRICS + gates
 
     @property

@@ -1,8 +1,7 @@
 """Imagine: scan a world model over a horizon, acting epsilon-greedily with the Q-network, and turn the
-imagined rollouts into Q(lambda) targets (the same target function as real data)."""
+imagined rollouts into Q(lambda) targets (the same target function as real data). Used by the Dyna and
+value-expansion planners."""
 
-import math
-from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -10,17 +9,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from pdqn.dynamics import Prediction
+from pdqn.models import Prediction, StepModel, sample_cells, threshold_cells
 from pdqn.networks import QNetwork, greedy_value
 from pdqn.q_update import QBatch
 from pdqn.schedules import epsilon_greedy
 from pdqn.targets import batched_q_lambda_targets
-
-StepModel = Callable[
-    [Float[Array, "batch height width channels"], Any, Int[Array, " batch"], PRNGKeyArray], tuple[Prediction, Any]
-]
-"""One imagined step: ``(obs, carry, action, key) -> (prediction, next carry)``. ``carry`` is whatever the model
-needs beyond the observation (the real game's state for the oracle; None for a learned model)."""
 
 
 class ImaginedStart(eqx.Module):
@@ -51,11 +44,9 @@ class ImaginedRollout(eqx.Module):
     alive: Bool[Array, "H rollouts"]
     """False once the imagined episode has ended (or hit the game's time limit) at an earlier step."""
     trusted: Bool[Array, "H rollouts"]
-    """False from the first step whose predicted next observation was too uncertain."""
+    """False from the first step on which the ensemble members disagreed too much."""
     disagreeing_cells: Int[Array, "H rollouts"]
     """Cells the ensemble members disagreed on (0 for a single model)."""
-    uncertain_cells: Int[Array, "H rollouts"]
-    """Predicted cells with ``min(p, 1 - p)`` above the uncertainty bound."""
     q_next_max: Float[Array, "H rollouts"]
 
 
@@ -69,56 +60,30 @@ class ImaginedStep(eqx.Module):
     alive: Bool[Array, " rollouts"]
     trusted: Bool[Array, " rollouts"]
     disagreeing_cells: Int[Array, " rollouts"]
-    uncertain_cells: Int[Array, " rollouts"]
     q_next_max: Float[Array, " rollouts"]
 
 
-def binarise(
-    key: PRNGKeyArray, logits: Float[Array, "*shape"], mode: str, on_threshold: float = 0.5
-) -> Float[Array, "*shape"]:
-    """Turn predicted cell logits into a binary observation: a cell is on where its probability exceeds
-    ``on_threshold``, or (``mode="sample"``) with its probability."""
-    if mode == "sample":
-        return jax.random.bernoulli(key, jax.nn.sigmoid(logits)).astype(jnp.float32)
-    return (logits > math.log(on_threshold / (1.0 - on_threshold))).astype(jnp.float32)
-
-
-def uncertain_cells(logits: Float[Array, "batch h w c"], bound: float) -> Int[Array, " batch"]:
-    """Cells per prediction whose probability ``p`` has ``min(p, 1 - p) > bound``."""
-    p = jax.nn.sigmoid(logits)
-    return jnp.sum(jnp.minimum(p, 1.0 - p) > bound, axis=(1, 2, 3))
-
-
-def disagreeing_cells(member_logits: Float[Array, "members batch h w c"]) -> Int[Array, " batch"]:
-    """Cells per prediction whose thresholded value differs between ensemble members."""
-    votes = member_logits > 0
-    return jnp.sum(jnp.any(votes != votes[:1], axis=0), axis=(1, 2, 3))
-
-
 class Imagination(eqx.Module):
-    """How imagined rollouts are made: their length, how predicted cells become a binary frame, and the trust
-    gates. A step is trusted while every step so far predicted at most ``max_uncertain_cells`` cells whose
-    probability ``p`` has ``min(p, 1 - p) > max_cell_uncertainty`` (a bound of 0.5 trusts everything) and,
-    given a bound, the ensemble members disagreed on at most ``max_disagreeing_cells`` cells."""
+    """How imagined rollouts are made: their length, how predicted cells become a binary frame (thresholded at one
+    half, or drawn with their probabilities), and the ensemble gate: given a bound, a step is trusted while the
+    ensemble members disagreed on at most ``max_disagreeing_cells`` cells at every step so far."""
 
     horizon: int = eqx.field(static=True)
-    binarize: str = eqx.field(static=True, default="threshold")
-    on_threshold: float = eqx.field(static=True, default=0.5)
-    max_cell_uncertainty: float = eqx.field(static=True, default=0.5)
-    max_uncertain_cells: int = eqx.field(static=True, default=0)
+    sample: bool = eqx.field(static=True, default=False)
     max_disagreeing_cells: int | None = eqx.field(static=True, default=None)
 
-    def trust(self, pred: Prediction) -> tuple[Bool[Array, " batch"], Int[Array, " batch"], Int[Array, " batch"]]:
-        """Whether each prediction passes the gates; its disagreeing and uncertain cell counts."""
-        uncertain = uncertain_cells(pred.next_obs_logits, self.max_cell_uncertainty)
-        trusted = uncertain <= self.max_uncertain_cells
+    def frame(self, key: PRNGKeyArray, logits: Float[Array, "batch h w c"]) -> Float[Array, "batch h w c"]:
+        return sample_cells(key, logits) if self.sample else threshold_cells(logits)
+
+    def trust(self, pred: Prediction) -> tuple[Bool[Array, " batch"], Int[Array, " batch"]]:
+        """Whether each prediction passes the gate; its disagreeing cell counts."""
         batch = pred.reward.shape[0]
         disagreeing = jnp.zeros(batch, jnp.int32) if pred.disagreeing_cells is None else pred.disagreeing_cells
-        if self.max_disagreeing_cells is not None:
-            if pred.disagreeing_cells is None:
-                raise ValueError("max_disagreeing_cells needs a model that reports ensemble disagreement")
-            trusted = trusted & (disagreeing <= self.max_disagreeing_cells)
-        return trusted, disagreeing, uncertain
+        if self.max_disagreeing_cells is None:
+            return jnp.ones(batch, bool), disagreeing
+        if pred.disagreeing_cells is None:
+            raise ValueError("max_disagreeing_cells needs a model that reports ensemble disagreement")
+        return disagreeing <= self.max_disagreeing_cells, disagreeing
 
     def rollout(
         self,
@@ -138,8 +103,8 @@ class Imagination(eqx.Module):
             if start.first_action is not None:
                 action = jnp.where(first, start.first_action, action)
             pred, model_carry = step_model(obs, model_carry, action, k_model)
-            next_obs = binarise(k_obs, pred.next_obs_logits, self.binarize, self.on_threshold)
-            step_trusted, disagreeing, uncertain = self.trust(pred)
+            next_obs = self.frame(k_obs, pred.next_obs_logits)
+            step_trusted, disagreeing = self.trust(pred)
             trusted = trusted & step_trusted
             terminated = jax.random.bernoulli(k_term, jax.nn.sigmoid(pred.terminated_logit))
             ended = terminated if pred.truncated is None else terminated | pred.truncated
@@ -152,7 +117,6 @@ class Imagination(eqx.Module):
                 alive=alive,
                 trusted=trusted,
                 disagreeing_cells=disagreeing,
-                uncertain_cells=uncertain,
                 q_next_max=greedy_value(q_next),
             )
             return (next_obs, model_carry, q_next, alive & ~ended, trusted), transition
@@ -172,7 +136,7 @@ class Imagination(eqx.Module):
         terminate: how much the imagined bootstrap over- (or under-) values where the real step led."""
         k_model, k_obs = jax.random.split(key)
         pred, _ = step_model(real.start.obs, real.start.carry, real.action, k_model)
-        predicted = binarise(k_obs, pred.next_obs_logits, self.binarize, self.on_threshold)
+        predicted = self.frame(k_obs, pred.next_obs_logits)
         gap = greedy_value(q_net(predicted)) - greedy_value(q_net(real.next_obs))
         live = (~real.terminated).astype(jnp.float32)
         return jnp.sum(gap * live) / jnp.maximum(jnp.sum(live), 1.0)

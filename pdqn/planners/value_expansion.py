@@ -24,8 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from pdqn.config import Config
-from pdqn.envs import VecEnv
+from pdqn.config import ValueExpansionConfig
 from pdqn.learner import Learner, QFit, flatten_time, real_batch
 from pdqn.metrics import (
     EXPANDED_MEAN_Q,
@@ -37,35 +36,12 @@ from pdqn.metrics import (
     VALUE_EXPANSION_METRICS,
     Metric,
 )
-from pdqn.planners.base import Clock, Metrics, Planner
-from pdqn.planners.dyna import DynaState
-from pdqn.planning import ImaginedRollout, ImaginedStart, Imagination
+from pdqn.models import WorldModel
+from pdqn.planners.base import Clock, Context, Metrics, Planner, PlannerState
+from pdqn.planners.imagination import ImaginedStart, Imagination
 from pdqn.q_update import QBatch
 from pdqn.rollout import Rollout
-from pdqn.world_models import WorldModel
-
-
-def horizon_values(imagined: ImaginedRollout, gamma: float) -> Float[Array, "H rollouts"]:
-    """``V_h`` for ``h = 1..H``: the discounted imagined rewards of the first ``h`` steps plus the discounted
-    greedy value after them, zero past an imagined termination."""
-    horizon = imagined.reward.shape[0]
-    discounts = gamma ** jnp.arange(horizon, dtype=jnp.float32)[:, None]
-    alive = imagined.alive.astype(jnp.float32)
-    rewards = jnp.cumsum(discounts * alive * imagined.reward, axis=0)
-    continues = alive * (1.0 - imagined.terminated.astype(jnp.float32))
-    return rewards + gamma * discounts * continues * imagined.q_next_max
-
-
-def weighted_target(
-    model_free: Float[Array, " n"], expanded: Float[Array, "samples H n"], valid: Bool[Array, " n"], floor: float
-) -> tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]]:
-    """The inverse-variance weighted target over horizons 0..H (the expansions of rows that are not ``valid`` get
-    no weight); also the model-free target's normalised weight and the mean standard deviation of the expansions."""
-    mean, variance = jnp.mean(expanded, axis=0), jnp.var(expanded, axis=0)
-    weights = jnp.where(valid, 1.0 / (variance + floor), 0.0)
-    total = 1.0 / floor + jnp.sum(weights, axis=0)
-    target = (model_free / floor + jnp.sum(weights * mean, axis=0)) / total
-    return target, (1.0 / floor) / total, jnp.mean(jnp.sqrt(variance), axis=0)
+from pdqn.targets import inverse_variance_target, n_step_values
 
 
 class ValueExpansion(Planner):
@@ -83,30 +59,28 @@ class ValueExpansion(Planner):
     td_lambda: float = eqx.field(static=True)
 
     @classmethod
-    def from_config(cls, config: Config, env: VecEnv, model: WorldModel, fit: QFit) -> "ValueExpansion":
-        dyna = config.dyna
+    def build(cls, config: ValueExpansionConfig, model: WorldModel, fit: QFit, context: Context) -> "ValueExpansion":
         # Cells are sampled from the model's probabilities, so that even one model's samples spread where it is
         # unsure (a car that may or may not move): that spread is what weights the horizons.
-        imagination = Imagination(horizon=dyna.horizon, binarize="sample")
         return cls(
             model=model,
             fit=fit,
-            imagination=imagination,
-            samples=dyna.expansion_samples,
-            floor=dyna.value_variance_floor,
-            minibatches=dyna.plan_minibatches,
-            minibatch_size=config.pqn.minibatch_size,
-            delay=dyna.planning_delay,
-            gamma=config.pqn.gamma,
-            td_lambda=config.pqn.td_lambda,
+            imagination=Imagination(horizon=config.horizon, sample=True),
+            samples=config.samples,
+            floor=config.variance_floor,
+            minibatches=config.minibatches,
+            minibatch_size=context.minibatch_size,
+            delay=context.delay,
+            gamma=context.gamma,
+            td_lambda=context.td_lambda,
         )
 
-    def init(self, key: PRNGKeyArray) -> DynaState:
-        return DynaState(model=self.model.init(key))
+    def init(self, key: PRNGKeyArray) -> PlannerState:
+        return PlannerState(model=self.model.init(key))
 
     def step(
-        self, learner: Learner, rollout: Rollout, state: DynaState, key: PRNGKeyArray, clock: Clock
-    ) -> tuple[Learner, DynaState, Metrics]:
+        self, learner: Learner, rollout: Rollout, state: PlannerState, key: PRNGKeyArray, clock: Clock
+    ) -> tuple[Learner, PlannerState, Metrics]:
         k_model, k_rows, k_expand, k_fit = jax.random.split(key, 4)
         model_state, model_metrics = self.model.update(state.model, rollout, k_model)
         count = self.minibatches * self.minibatch_size
@@ -115,7 +89,8 @@ class ValueExpansion(Planner):
         expanded = self.expand(learner, model_state, rollout, rows, k_expand)
         # A time-limit cut leaves no real next state to continue from (the environment has reset).
         valid = ~flatten_time(rollout.truncated)[rows]
-        target, model_free_weight, value_std = weighted_target(real.target, expanded, valid, self.floor)
+        combine = jax.vmap(inverse_variance_target, in_axes=(0, 2, 0, None))
+        target, model_free_weight, value_std = combine(real.target, expanded, valid, self.floor)
         active = clock.update >= self.delay
         target = jnp.where(active, target, real.target)
         batch = QBatch(obs=real.obs, action=real.action, target=target, weight=real.weight)
@@ -128,7 +103,7 @@ class ValueExpansion(Planner):
             EXPANSION_TARGET_SHIFT.name: jnp.mean(target - real.target),
             EXPANSION_VALUE_STD.name: jnp.mean(value_std),
         }
-        return learner, DynaState(model=model_state), model_metrics | metrics
+        return learner, PlannerState(model=model_state), model_metrics | metrics
 
     def expand(
         self, learner: Learner, model_state: Any, rollout: Rollout, rows: Array, key: PRNGKeyArray
@@ -146,7 +121,9 @@ class ValueExpansion(Planner):
 
         def sample(key: PRNGKeyArray) -> Float[Array, "H n"]:
             imagined = self.imagination.rollout(step_model, learner.q_net, start, key, greedy)
-            values = horizon_values(imagined, self.gamma)
+            values = jax.vmap(n_step_values, in_axes=(1, 1, 1, 1, None), out_axes=1)(
+                imagined.reward, imagined.alive, imagined.terminated, imagined.q_next_max, self.gamma
+            )
             return reward + self.gamma * (1.0 - terminated.astype(jnp.float32)) * values
 
         return jax.vmap(sample)(jax.random.split(key, self.samples))

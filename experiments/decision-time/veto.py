@@ -1,0 +1,81 @@
+"""The termination veto at evaluation on saved policies, and the world model's termination where the veto uses it.
+
+For every seed of each RUN_DIR (a finished PDQN run with a learned model): greedy returns over ``--episodes``
+episodes, the same with the real game's veto (the oracle: a step of a copy of the real state per action) and with
+the run's learned model's veto at each ``--thresholds`` value, all on the same episode keys; then the termination
+diagnostic of :mod:`pdqn.termination` (the learned model against the real game, every action, on the states the
+greedy policy visits). Writes ``OUT/veto.csv`` (one row per run, seed and policy) and ``OUT/termination.csv`` (one
+row per run and seed), and prints both as markdown tables.
+
+    python experiments/decision-time/veto.py RUN_DIR [RUN_DIR ...] --out experiments/decision-time/baseline
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import polars as pl
+
+from pdqn.acting import Veto
+from pdqn.checkpoint import load_policy, select_seed
+from pdqn.envs import make_env
+from pdqn.evaluation import evaluate_greedy
+from pdqn.models import LearnedModel, OracleModel, make_model
+from pdqn.termination import sample_terminations, termination_scores
+
+
+def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], seed: int) -> tuple[list[dict], list[dict]]:
+    config, tree = load_policy(run_dir)
+    env = make_env(config.env, episodes, config.frame_stack, sticky_actions=config.sticky_actions)
+    learned = make_model(config.dyna, env, config.pqn.batch_size)
+    if not config.planning or not isinstance(learned, LearnedModel):
+        raise SystemExit(f"error: {run_dir} has no learned world model (a PQN run, or PDQN with the oracle)")
+    oracle = OracleModel(env=env)
+    veto_rows, term_rows = [], []
+    for index, run_seed in enumerate(config.seeds):
+        q_net = select_seed(tree["q_net"], index)
+        model_state = select_seed(tree["planner"].model, index)
+        key = jax.random.PRNGKey(seed)
+        policies = {"greedy": None, "veto, real game": Veto(oracle, 0.5, env.num_actions).acting_q(None)}
+        for threshold in thresholds:
+            policies[f"veto, learned model, {threshold:g}"] = Veto(learned, threshold, env.num_actions).acting_q(model_state)
+        for name, acting_q in policies.items():
+            returns = np.asarray(jax.jit(lambda k, a=acting_q: evaluate_greedy(env, q_net, k, a))(key))
+            veto_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name,
+                              "return": float(returns.mean()), "se": float(returns.std(ddof=1) / np.sqrt(len(returns)))})
+        sample = jax.jit(lambda k: sample_terminations(env, q_net, learned, model_state, k, num_steps=steps))(key)
+        term_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, **termination_scores(sample, 0.5)})
+    return veto_rows, term_rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--episodes", type=int, default=128, help="evaluation episodes per seed and policy")
+    parser.add_argument("--steps", type=int, default=256, help="steps of the diagnostic's episodes (128 envs)")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.2, 0.1])
+    parser.add_argument("--seed", type=int, default=1, help="key of the evaluation episodes (the same for every policy)")
+    args = parser.parse_args(argv)
+    veto, term = [], []
+    for run_dir in args.run_dirs:
+        rows = measure(run_dir, args.episodes, args.steps, args.thresholds, args.seed)
+        veto += rows[0]
+        term += rows[1]
+    args.out.mkdir(parents=True, exist_ok=True)
+    veto_frame, term_frame = pl.DataFrame(veto), pl.DataFrame(term)
+    veto_frame.write_csv(args.out / "veto.csv")
+    term_frame.write_csv(args.out / "termination.csv")
+    summary = veto_frame.group_by("game", "policy", maintain_order=True).agg(
+        pl.col("return").mean().alias("mean"), (pl.col("return").std() / pl.col("return").len().sqrt()).alias("s.e. over seeds")
+    )
+    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_rows=100, tbl_cols=20):
+        print(summary)
+        print(term_frame.drop("run"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

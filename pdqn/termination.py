@@ -1,0 +1,128 @@
+"""Termination measured where planning uses it: a world model's probability that each action ends the episode,
+beside the real game's answer for every action, on the states a policy visits.
+
+:func:`sample_terminations` plays a policy and, at every state, asks the model for every action and steps a copy
+of the real state with every action (a key apart from the episode's); :func:`termination_scores` turns the sample
+into figures: the base rate of terminating pairs, precision and recall at a threshold, the overall AUC, the
+within-state pairwise AUC (what a veto relies on: is the fatal action ranked above the safe ones of the same state),
+and the same for the actions the greedy policy takes.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from pdqn.envs import VecEnv
+from pdqn.models import WorldModel
+from pdqn.networks import QNetwork
+from pdqn.schedules import epsilon_greedy
+
+
+class TerminationSample(eqx.Module):
+    """Per visited state (``time`` steps, one step inside the scan, of ``envs`` environments) and action: the model's and
+    the game's answer."""
+
+    predicted: Float[Array, "*time envs actions"]
+    """The model's probability that the action ends the episode."""
+    real: Bool[Array, "*time envs actions"]
+    """Whether a step of a copy of the real state with that action ended it."""
+    greedy: Int[Array, "*time envs"]
+    """The policy's greedy action at the state."""
+
+
+def sample_terminations(
+    env: VecEnv,
+    q_net: QNetwork,
+    model: WorldModel,
+    model_state: object,
+    key: PRNGKeyArray,
+    *,
+    num_steps: int,
+    epsilon: float = 0.0,
+) -> TerminationSample:
+    """Play ``q_net`` (epsilon-greedy) for ``num_steps`` steps of ``env``'s environments and record, at every state,
+    the model's and the real game's termination for every action."""
+    actions = env.num_actions
+    k_reset, k_run = jax.random.split(key)
+    obs, state, stats = env.reset(k_reset)
+
+    def step(carry, key):
+        obs, state, stats = carry
+        k_model, k_real, k_act, k_env = jax.random.split(key, 4)
+        carry_of = state if model.needs_env_states else None
+        predicted = model.termination_probabilities(model_state, obs, carry_of, k_model, actions)
+        repeat = lambda x: jnp.repeat(x, actions, axis=0)  # noqa: E731
+        tried = jnp.tile(jnp.arange(actions, dtype=jnp.int32), env.num_envs)
+        real, _ = env.transition(k_real, jax.tree.map(repeat, state), tried)
+        q = q_net(obs)
+        out, state, stats = env.step(k_env, state, stats, epsilon_greedy(k_act, q, epsilon))
+        sample = TerminationSample(
+            predicted=predicted, real=real.terminated.reshape(-1, actions), greedy=jnp.argmax(q, axis=-1)
+        )
+        return (out.obs, state, stats), sample
+
+    _, sample = jax.lax.scan(step, (obs, state, stats), jax.random.split(k_run, num_steps))
+    return sample
+
+
+def pairwise_auc(predicted: np.ndarray, real: np.ndarray) -> float:
+    """Within each state (row) with at least one terminating and one safe action: the share of (terminating, safe)
+    pairs whose terminating action the model gives the higher probability (ties count one half), over all pairs."""
+    fatal = real[:, :, None] & ~real[:, None, :]
+    above = (predicted[:, :, None] > predicted[:, None, :]) + 0.5 * (predicted[:, :, None] == predicted[:, None, :])
+    pairs = fatal.sum()
+    return float((above * fatal).sum() / pairs) if pairs else float("nan")
+
+
+def overall_auc(predicted: np.ndarray, real: np.ndarray) -> float:
+    """The probability that a random terminating pair gets a higher prediction than a random safe one."""
+    p, y = predicted.ravel(), real.ravel().astype(bool)
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if not positives or not negatives:
+        return float("nan")
+    order = np.argsort(p, kind="mergesort")
+    ranks = np.empty(len(p))
+    sorted_p = p[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
+    average = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(average, counts)
+    return float((ranks[y].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def precision_recall(predicted: np.ndarray, real: np.ndarray, threshold: float) -> tuple[float, float]:
+    said = predicted > threshold
+    true = int((said & real).sum())
+    precision = true / int(said.sum()) if said.any() else float("nan")
+    recall = true / int(real.sum()) if real.any() else float("nan")
+    return precision, recall
+
+
+def termination_scores(sample: TerminationSample, threshold: float) -> dict[str, float]:
+    """The sample's figures (see the module docstring), pooled over its steps and environments."""
+    actions = sample.predicted.shape[-1]
+    predicted = np.asarray(sample.predicted, np.float64).reshape(-1, actions)
+    real = np.asarray(sample.real, bool).reshape(-1, actions)
+    greedy = np.asarray(sample.greedy).reshape(-1)
+    rows = np.arange(len(greedy))
+    taken_p, taken_real = predicted[rows, greedy], real[rows, greedy]
+    precision, recall = precision_recall(predicted, real, threshold)
+    greedy_precision, greedy_recall = precision_recall(taken_p, taken_real, threshold)
+    avoidable = taken_real & ~real.all(axis=1)  # greedy's action is fatal and a safe one exists
+    return {
+        "states": float(len(greedy)),
+        "terminating_pairs": float(real.mean()),
+        "precision": precision,
+        "recall": recall,
+        "auc": overall_auc(predicted, real),
+        "pairwise_auc": pairwise_auc(predicted, real),
+        "max_p_on_terminating": float(predicted[real].max()) if real.any() else float("nan"),
+        "median_p_on_terminating": float(np.median(predicted[real])) if real.any() else float("nan"),
+        "greedy_terminating": float(taken_real.mean()),
+        "greedy_precision": greedy_precision,
+        "greedy_recall": greedy_recall,
+        "avoidable_greedy_deaths": float(avoidable.sum()),
+        "avoidable_vetoed": float((avoidable & (taken_p > threshold)).sum()),
+    }

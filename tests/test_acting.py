@@ -1,0 +1,74 @@
+"""Acting with a world model: the termination veto chooses greedily among the actions that do not end the episode."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pdqn.acting import vetoed_q
+from pdqn.config import ConfigError, VetoConfig
+from pdqn.evaluation import evaluate_greedy
+from pdqn.rollout import collect
+from pdqn.train import Trainer
+from tests.conftest import tiny_config
+from tests.test_pdqn import CHAIN, chain_config
+
+Q = jnp.array([3.0, 2.0, 1.0])
+
+
+def test_vetoed_q_keeps_the_actions_below_the_threshold_and_all_of_them_when_none_is():
+    np.testing.assert_array_equal(vetoed_q(Q, jnp.array([0.9, 0.1, 0.0]), 0.5), [-jnp.inf, 2.0, 1.0])
+    np.testing.assert_array_equal(vetoed_q(Q, jnp.array([0.9, 0.6, 0.2]), 0.5), [-jnp.inf, -jnp.inf, 1.0])
+    np.testing.assert_array_equal(vetoed_q(Q, jnp.array([0.9, 0.6, 0.7]), 0.5), Q)  # all fatal: greedy
+    np.testing.assert_array_equal(vetoed_q(Q, jnp.array([0.5, 0.5, 0.5]), 0.5), Q)  # at the threshold: allowed
+    assert int(jnp.argmax(vetoed_q(Q, jnp.array([0.9, 0.1, 0.0]), 0.5))) == 1
+
+
+def quit_biased_chain(threshold: float | None):
+    """The chain with the real game as model and a Q-network whose greedy action is always "quit" (which ends the
+    episode at once; "forward" ends it only from the last state)."""
+    config = chain_config(model="oracle", veto=dict(threshold=threshold))
+    trainer = Trainer(config, env=CHAIN)
+    state = trainer.init(jax.random.PRNGKey(0))
+    q_net = state.learner.q_net
+    q_net = eqx.tree_at(lambda q: q.head.bias, q_net, q_net.head.bias + jnp.array([0.0, 10.0]))
+    return trainer, state, q_net
+
+
+def test_the_veto_never_takes_an_action_that_ends_the_episode_when_a_safe_one_exists():
+    trainer, state, q_net = quit_biased_chain(threshold=0.5)
+    acting_q = trainer.acting_q(state.planner, evaluation=False)
+    _, rollout = collect(
+        trainer.env, q_net, state.envs, jax.random.PRNGKey(4), epsilon=jnp.asarray(0.0), num_steps=CHAIN.length,
+        acting_q=acting_q,
+    )  # fmt: skip
+    # Forward while quitting is fatal and forward is not; at the last state both are fatal: greedy, so quit.
+    np.testing.assert_array_equal(rollout.action[:, 0], [0, 0, 0, 1])
+    assert rollout.vetoed is not None
+    np.testing.assert_array_equal(rollout.vetoed[:, 0], [True, True, True, False])
+    np.testing.assert_allclose(rollout.reward[:, 0], [0.0, 0.0, 0.0, CHAIN.quit_reward])
+    # Greedy evaluation with the veto walks the chain too; without it, quits at once.
+    returns = evaluate_greedy(trainer.eval_env, q_net, jax.random.PRNGKey(5), trainer.acting_q(state.planner, evaluation=True))
+    np.testing.assert_allclose(returns, CHAIN.quit_reward)  # the last step's quit, after walking
+    unvetoed, _, _ = quit_biased_chain(threshold=None)
+    assert unvetoed.acting_q(state.planner, evaluation=False) is None
+
+
+def test_pdqn_trains_and_evaluates_with_the_veto_over_either_model():
+    for model in ("oracle", "learned"):
+        trainer = Trainer(tiny_config(alg="pdqn", log_every=2, dyna=dict(model=model, veto=dict(threshold=0.5))))
+        states, metrics = jax.jit(trainer.run_chunk)(trainer.init_seeds(), jnp.asarray(2))
+        rate = np.asarray(metrics["vetoed_action_rate"])
+        assert np.all((rate >= 0) & (rate <= 1))
+        assert np.asarray(trainer.evaluate(states, jax.random.PRNGKey(0))).shape == (1, 4)
+    no_training = tiny_config(alg="pdqn", dyna=dict(veto=dict(threshold=0.5, training=False)))
+    assert "vetoed_action_rate" not in {m.name for m in Trainer(no_training).metrics}
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5, -0.1, float("nan")])
+def test_a_threshold_outside_the_unit_interval_is_refused(threshold):
+    with pytest.raises(ConfigError, match=r"^dyna\.veto\.threshold=.* is invalid: must be in \(0, 1\) or None"):
+        VetoConfig(threshold=threshold)
+    with pytest.raises(ConfigError, match=r"used neither in training nor in evaluation"):
+        VetoConfig(threshold=0.5, training=False, evaluation=False)

@@ -1,0 +1,44 @@
+"""The termination diagnostic: hand-checkable scores, and the real game as model scores perfectly."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pdqn.models import OracleModel
+from pdqn.termination import TerminationSample, overall_auc, pairwise_auc, sample_terminations, termination_scores
+from tests.test_acting import quit_biased_chain
+
+
+def test_scores_of_a_hand_made_sample():
+    # Two states of three actions. State 0: action 2 is fatal, the model ranks it first (0.7 > 0.2, 0.1).
+    # State 1: action 0 is fatal, the model ranks it last (0.05 < 0.3 = 0.3).
+    predicted = jnp.array([[[0.2, 0.1, 0.7]], [[0.05, 0.3, 0.3]]])  # [T=2, envs=1, actions=3]
+    real = jnp.array([[[False, False, True]], [[True, False, False]]])
+    greedy = jnp.array([[2], [1]])
+    scores = termination_scores(TerminationSample(predicted=predicted, real=real, greedy=greedy), threshold=0.5)
+    assert scores["terminating_pairs"] == pytest.approx(2 / 6)
+    assert (scores["precision"], scores["recall"]) == (1.0, 0.5)  # 0.7 said and right; 0.05 missed
+    assert scores["pairwise_auc"] == pytest.approx(2 / 4)  # state 0: both pairs right; state 1: both wrong
+    # overall: the positives 0.7 and 0.05 against the negatives 0.2, 0.1, 0.3, 0.3: 4 + 0 pairs of 8 right
+    assert scores["auc"] == pytest.approx(4 / 8)
+    assert (scores["greedy_terminating"], scores["greedy_precision"], scores["greedy_recall"]) == (0.5, 1.0, 1.0)
+    assert (scores["avoidable_greedy_deaths"], scores["avoidable_vetoed"]) == (1.0, 1.0)
+
+
+def test_auc_counts_ties_as_one_half():
+    assert pairwise_auc(np.array([[0.5, 0.5]]), np.array([[True, False]])) == 0.5
+    assert overall_auc(np.array([0.5, 0.5, 0.9]), np.array([True, False, False])) == pytest.approx(0.25)
+    assert np.isnan(pairwise_auc(np.array([[0.5, 0.5]]), np.array([[True, True]])))
+
+
+def test_the_real_game_as_model_scores_perfectly_on_the_chain():
+    trainer, state, q_net = quit_biased_chain(threshold=None)
+    oracle = trainer.planner.model
+    assert isinstance(oracle, OracleModel)
+    sample = sample_terminations(trainer.env, q_net, oracle, None, jax.random.PRNGKey(0), num_steps=6)
+    scores = termination_scores(sample, threshold=0.5)
+    # Every state: quit ends the episode; forward too from the last state (never reached: greedy quits at once).
+    np.testing.assert_array_equal(np.asarray(sample.real)[..., 1], True)
+    assert (scores["precision"], scores["recall"], scores["pairwise_auc"]) == (1.0, 1.0, 1.0)
+    assert scores["avoidable_greedy_deaths"] == scores["avoidable_vetoed"] == np.asarray(sample.greedy).size
