@@ -253,9 +253,14 @@ class LearnedModelConfig:
     """Features per cell of the convolutional network."""
     ensemble_size: int = 1
     """Ensemble members (vmapped); each imagined step of each rollout samples one member."""
+    termination_weight: float = 1.0
+    """Weight of a terminating step in the termination loss, against 1 for the others: terminations are under 1 %
+    of steps, so at 1 the model learns the base rate (experiments/decision-time)."""
 
     def __post_init__(self) -> None:
         p = "dyna.learned."
+        weight = self.termination_weight
+        _require(math.isfinite(weight) and weight >= 1.0, p + "termination_weight", weight, "a finite number >= 1")
         _positive_ints(p, self, ("epochs", "minibatches", "hidden", "features", "ensemble_size"))
         _require(math.isfinite(self.lr) and self.lr > 0, p + "lr", self.lr, "a finite number > 0")
         _require(math.isfinite(self.fraction) and 0.0 < self.fraction <= 1.0, p + "fraction", self.fraction, "in (0, 1]")

@@ -42,3 +42,25 @@ def test_the_real_game_as_model_scores_perfectly_on_the_chain():
     np.testing.assert_array_equal(np.asarray(sample.real)[..., 1], True)
     assert (scores["precision"], scores["recall"], scores["pairwise_auc"]) == (1.0, 1.0, 1.0)
     assert scores["avoidable_greedy_deaths"] == scores["avoidable_vetoed"] == np.asarray(sample.greedy).size
+
+
+def test_the_termination_loss_weighs_a_terminating_step_more():
+    from pdqn.models.learned import termination_loss
+
+    logits = jnp.zeros(4)  # p = 0.5 everywhere: every step's BCE is log 2
+    terminated = jnp.array([1.0, 0.0, 0.0, 0.0])
+    assert float(termination_loss(logits, terminated, 1.0)) == pytest.approx(np.log(2.0))
+    assert float(termination_loss(logits, terminated, 3.0)) == pytest.approx((3 + 1 + 1 + 1) / 4 * np.log(2.0))
+    # Logits of +-8: a right answer costs log(1 + e^-8), a wrong one 8 + log(1 + e^-8).
+    small = float(np.log1p(np.exp(-8.0)))
+    right = jnp.array([8.0, -8.0, -8.0, -8.0])
+    assert float(termination_loss(right, terminated, 10.0)) == pytest.approx((10 + 3) / 4 * small, rel=1e-4)
+    missed = jnp.array([-8.0, -8.0, -8.0, -8.0])  # the terminating step missed: it weighs ten times
+    assert float(termination_loss(missed, terminated, 10.0)) == pytest.approx((10 * (8 + small) + 3 * small) / 4, rel=1e-4)
+
+
+def test_a_termination_weight_below_one_is_refused():
+    from pdqn.config import ConfigError, LearnedModelConfig
+
+    with pytest.raises(ConfigError, match=r"^dyna\.learned\.termination_weight=0\.5 is invalid: must be a finite number >= 1"):
+        LearnedModelConfig(termination_weight=0.5)
