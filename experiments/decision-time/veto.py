@@ -69,11 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     veto_frame.write_csv(args.out / "veto.csv")
     term_frame.write_csv(args.out / "termination.csv")
     summary = veto_frame.group_by("game", "policy", maintain_order=True).agg(
-        pl.col("return").mean().alias("mean"), (pl.col("return").std() / pl.col("return").len().sqrt()).alias("s.e. over seeds")
+        pl.col("return").mean().round(2).alias("mean over seeds"),
+        (pl.col("return").std() / pl.col("return").len().sqrt()).round(2).alias("s.e."),
     )
-    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_rows=100, tbl_cols=20):
+    shown = ["game", "seed", "terminating_pairs", "precision", "recall", "auc", "pairwise_auc", "max_p_on_terminating",
+             "median_p_on_terminating", "avoidable_greedy_deaths", "avoidable_vetoed"]  # fmt: skip
+    with pl.Config(
+        tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=100,
+        tbl_cols=20, tbl_width_chars=400,
+    ):  # fmt: skip
         print(summary)
-        print(term_frame.drop("run"))
+        print(term_frame.select(shown).with_columns(pl.col(pl.Float64).round(4)))
     return 0
 
 
