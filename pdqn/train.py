@@ -1,6 +1,7 @@
 """One PQN/PDQN update as a composition of phases, and compiled chunks of updates over seeds.
 
-update = collect -> Q(lambda) targets -> epochs x minibatches of TD updates (:class:`~pdqn.learner.RealUpdate`)
+update = collect (epsilon-greedy; with --dyna.veto.threshold, over the termination veto) -> Q(lambda) targets
+         -> epochs x minibatches of TD updates (:class:`~pdqn.learner.RealUpdate`)
          -> planner step (PQN: none; PDQN: world-model update, imagination, imagined TD updates)
 
 ``--alg pqn`` is exactly this step with :class:`~pdqn.planners.NoPlanner`.
@@ -20,8 +21,8 @@ from pdqn.envs import VecEnv, make_env
 from pdqn.evaluation import evaluate_greedy
 from pdqn.learner import QFit, RealUpdate
 from pdqn.metrics import ENV_STEP, EPSILON, LEARNING_RATE, UPDATE_METRICS, VETOED_ACTION_RATE, Metric, check_produced
-from pdqn.networks import QNetwork
 from pdqn.models import WorldModel, make_model
+from pdqn.networks import QNetwork
 from pdqn.planners import PLANNERS, Clock, Context, NoPlanner, Planner, PlannerState
 from pdqn.q_update import linear_decay
 from pdqn.rollout import ActingQ, EnvCarry, collect, episode_metrics
