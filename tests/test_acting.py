@@ -72,3 +72,17 @@ def test_a_threshold_outside_the_unit_interval_is_refused(threshold):
         VetoConfig(threshold=threshold)
     with pytest.raises(ConfigError, match=r"used neither in training nor in evaluation"):
         VetoConfig(threshold=0.5, training=False, evaluation=False)
+
+
+def test_termination_probabilities_are_the_models_prediction_for_each_row_and_action():
+    trainer = Trainer(tiny_config(alg="pdqn", dyna=dict(veto=dict(threshold=0.5))))
+    model = trainer.planner.model  # type: ignore[attr-defined]  (the counterfactual planner's learned model)
+    state = model.init(jax.random.PRNGKey(0))
+    obs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.1, (5, *trainer.env.obs_shape)).astype(jnp.float32)
+    actions = trainer.env.num_actions
+    p = model.termination_probabilities(state, obs, None, jax.random.PRNGKey(2), actions)
+    assert p.shape == (5, actions)
+    for a in range(actions):
+        member = jax.tree.map(lambda x: x[0], state.ensemble.members)  # one member: the ensemble of one
+        expected = jax.nn.sigmoid(member(obs, jnp.full(5, a, jnp.int32)).terminated_logit)
+        np.testing.assert_allclose(p[:, a], expected, rtol=1e-5)
