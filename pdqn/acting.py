@@ -51,7 +51,7 @@ class Veto(eqx.Module):
         :func:`pdqn.evaluation.evaluate_greedy`), with the model in ``model_state``."""
         needs_env_states = self.model.needs_env_states
 
-        def acting_q(q, obs, env_state, key):
+        def acting_q(q_net, q, obs, env_state, key):
             return self(model_state, q, obs, env_state if needs_env_states else None, key)
 
         return acting_q

@@ -229,6 +229,35 @@ class ValueExpansionConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """The search planner: Gumbel MuZero search over the world model (mctx), the Q-network as prior and leaf value,
+    used to act and as training targets (pdqn/search.py, pdqn/planners/search.py)."""
+
+    simulations: int = 8
+    """Simulations per search; every action is considered at the root, so as many simulations as the game has
+    actions is the exhaustive one-step lookahead, and more look deeper along the best actions (sequential halving)."""
+    temperature: float = 1.0
+    """Prior logits are Q / temperature (they order the root's actions for sequential halving)."""
+    training: bool = True
+    """Act on the search's root values in the behaviour policy (epsilon-greedy over them), which also changes the data
+    the Q-network learns from."""
+    evaluation: bool = True
+    """Act on the search's root values in the greedy evaluations."""
+    minibatches: int = 4
+    """Gradient steps per update toward the search's root values at real states of the update's batch (every action
+    the search visited is a row; 0: search acts but does not train)."""
+
+    def __post_init__(self) -> None:
+        p = "dyna.search."
+        _positive_ints(p, self, ("simulations",))
+        _non_negative_ints(p, self, ("minibatches",))
+        t = self.temperature
+        _require(math.isfinite(t) and t > 0, p + "temperature", t, "a finite number > 0")
+        used = self.training or self.evaluation or self.minibatches > 0
+        _require(used, p + "minibatches", self.minibatches, "> 0 when search acts neither in training nor in evaluation")
+
+
+@dataclasses.dataclass(frozen=True)
 class LearnedModelConfig:
     """The learned world model (--dyna.model learned): an ensemble of dynamics networks trained on every update's
     real batch (pdqn/models/)."""
@@ -293,7 +322,7 @@ class VetoConfig:
         _require(used, p + "threshold", threshold, "None when the veto is used neither in training nor in evaluation")
 
 
-PlannerName = Literal["counterfactual", "dyna", "value_expansion"]
+PlannerName = Literal["counterfactual", "dyna", "value_expansion", "search"]
 ModelName = Literal["learned", "oracle"]
 
 
@@ -303,8 +332,8 @@ class PlanningConfig:
 
     planner: PlannerName = "counterfactual"
     """How the world model trains the Q-network: "counterfactual" (the default: the only planner whose learned model
-    beat compute-matched PQN on any game, at 1.5x PQN's cost, experiments/planner-screen), "dyna" or
-    "value_expansion". Each planner's knobs are in its own group below (--dyna.NAME.*); pdqn/planners/."""
+    beat compute-matched PQN on any game, at 1.5x PQN's cost, experiments/planner-screen), "dyna",
+    "value_expansion" or "search" (decision-time search, acting and targets). Each planner's knobs are in its own group below (--dyna.NAME.*); pdqn/planners/."""
     model: ModelName = "learned"
     """The world model the planner imagines with: "learned" (knobs in --dyna.learned.*) or "oracle" (the real game
     stepped from the rollout's real states: a perfect model, the ceiling of what planning can give)."""
@@ -317,6 +346,8 @@ class PlanningConfig:
     """The Dyna planner."""
     value_expansion: ValueExpansionConfig = dataclasses.field(default_factory=ValueExpansionConfig)
     """The value-expansion planner."""
+    search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
+    """The search planner."""
     learned: LearnedModelConfig = dataclasses.field(default_factory=LearnedModelConfig)
     """The learned world model."""
     veto: VetoConfig = dataclasses.field(default_factory=VetoConfig)
@@ -324,6 +355,13 @@ class PlanningConfig:
 
     def __post_init__(self) -> None:
         _non_negative_ints("dyna.", self, ("planning_delay",))
+        threshold = self.veto.threshold
+        _require(
+            threshold is None or self.planner != "search",
+            "dyna.veto.threshold",
+            threshold,
+            "None with --dyna.planner search (search acts already; its root values see the model's terminations)",
+        )
         gate = self.dyna.max_disagreeing_cells
         _require(
             gate is None or self.model != "learned" or self.learned.ensemble_size >= 2,
@@ -334,7 +372,7 @@ class PlanningConfig:
         )
 
     @property
-    def planner_config(self) -> CounterfactualConfig | DynaConfig | ValueExpansionConfig:
+    def planner_config(self) -> CounterfactualConfig | DynaConfig | ValueExpansionConfig | SearchConfig:
         """The chosen planner's own config."""
         return getattr(self, self.planner)
 

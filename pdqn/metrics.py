@@ -175,3 +175,20 @@ COUNTERFACTUAL_METRICS = (
     PLANNING_ACTIVE, COUNTERFACTUAL_TD_LOSS, COUNTERFACTUAL_MEAN_Q, COUNTERFACTUAL_TARGET_GAP,
     COUNTERFACTUAL_REWARD_RATE, COUNTERFACTUAL_TERMINATION_RATE, COUNTERFACTUAL_TRUSTED_FRACTION,
 )  # fmt: skip
+
+# ---- search -----------------------------------------------------------------------------------------------
+
+SEARCH_CHANGED_ACTION_RATE = Metric(
+    "search_changed_action_rate", BEHAVIOUR, "share of behaviour steps where search chose another action than argmax Q",
+    show=("search-changed", ".3f"),
+)  # fmt: skip
+"""Produced when the behaviour policy acts by search (--dyna.planner search, --dyna.search.training)."""
+SEARCH_TD_LOSS = Metric(
+    "search_td_loss", IMAGINED, "mean squared-error loss of the gradient steps toward the search's root values",
+    guarded=True, show=("search-td", ".4f"),
+)  # fmt: skip
+SEARCH_MEAN_Q = Metric("search_mean_q", IMAGINED, "mean Q(s, a) over those steps' rows", guarded=True)
+SEARCH_TARGET_GAP = Metric("search_target_gap", IMAGINED, "mean root value of the search minus Q(s, a) before the steps, over the actions it visited (positive: search finds more than Q believes)")
+
+SEARCH_METRICS = (PLANNING_ACTIVE, SEARCH_TD_LOSS, SEARCH_MEAN_Q, SEARCH_TARGET_GAP)
+"""What the search planner produces when it trains (--dyna.search.minibatches > 0)."""

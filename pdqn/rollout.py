@@ -44,16 +44,18 @@ class Rollout(eqx.Module):
     that steps the real game from real states (the oracle model); None otherwise."""
     next_env_state: Any = None
     """The state after each step (a new episode's where the step ended one), kept with ``env_state``."""
-    vetoed: Bool[Array, "T envs"] | None = None
-    """Where acting with a world model changed the greedy action (None: acting with the Q-network alone)."""
+    changed: Bool[Array, "T envs"] | None = None
+    """Where acting with a world model (the veto, or search) changed the greedy action (None: acting with the
+    Q-network alone)."""
 
 
 ActingQ = Callable[
-    [Float[Array, "envs actions"], Float[Array, "envs height width channels"], Any, PRNGKeyArray],
+    [QNetwork, Float[Array, "envs actions"], Float[Array, "envs height width channels"], Any, PRNGKeyArray],
     tuple[Float[Array, "envs actions"], Bool[Array, " envs"]],
 ]
-"""``(q, obs, env_state, key) -> (q to act on, where its greedy action differs)``: acting with more than the
-Q-network (the termination veto of :mod:`pdqn.acting`)."""
+"""``(q_net, q, obs, env_state, key) -> (values to act on, where their greedy action differs from q's)``: acting with
+more than the Q-network's values ``q = q_net(obs)`` (the termination veto of :mod:`pdqn.acting`, search of
+:mod:`pdqn.search`)."""
 
 
 class Transition(eqx.Module):
@@ -71,7 +73,7 @@ class Transition(eqx.Module):
     finished_length: Int[Array, " envs"]
     env_state: Any = None
     next_env_state: Any = None
-    vetoed: Bool[Array, " envs"] | None = None
+    changed: Bool[Array, " envs"] | None = None
 
 
 def collect(
@@ -90,9 +92,9 @@ def collect(
     def step(carry: tuple[EnvCarry, Array], key: PRNGKeyArray):
         envs, q = carry
         k_act, k_env = jax.random.split(key)
-        vetoed = None
+        changed = None
         if acting_q is not None:
-            q, vetoed = acting_q(q, envs.obs, envs.state, jax.random.fold_in(k_act, 1))
+            q, changed = acting_q(q_net, q, envs.obs, envs.state, jax.random.fold_in(k_act, 1))
         action = epsilon_greedy(k_act, q, epsilon)
         out, env_state, stats = env.step(k_env, envs.state, envs.stats, action)
         q_next = q_net(out.obs)
@@ -113,7 +115,7 @@ def collect(
             finished_length=out.finished_length,
             env_state=envs.state if keep_env_states else None,
             next_env_state=env_state if keep_env_states else None,
-            vetoed=vetoed,
+            changed=changed,
         )
         return (EnvCarry(state=env_state, stats=stats, obs=out.obs), q_next), transition
 

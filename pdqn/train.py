@@ -1,6 +1,6 @@
 """One PQN/PDQN update as a composition of phases, and compiled chunks of updates over seeds.
 
-update = collect (epsilon-greedy; with --dyna.veto.threshold, over the termination veto) -> Q(lambda) targets
+update = collect (epsilon-greedy; over the termination veto or search where configured) -> Q(lambda) targets
          -> epochs x minibatches of TD updates (:class:`~pdqn.learner.RealUpdate`)
          -> planner step (PQN: none; PDQN: world-model update, imagination, imagined TD updates)
 
@@ -20,13 +20,23 @@ from pdqn.config import Config, ConfigError
 from pdqn.envs import VecEnv, make_env
 from pdqn.evaluation import evaluate_greedy
 from pdqn.learner import QFit, RealUpdate
-from pdqn.metrics import ENV_STEP, EPSILON, LEARNING_RATE, UPDATE_METRICS, VETOED_ACTION_RATE, Metric, check_produced
+from pdqn.metrics import (
+    ENV_STEP,
+    EPSILON,
+    LEARNING_RATE,
+    SEARCH_CHANGED_ACTION_RATE,
+    UPDATE_METRICS,
+    VETOED_ACTION_RATE,
+    Metric,
+    check_produced,
+)
 from pdqn.models import WorldModel, make_model
 from pdqn.networks import QNetwork
-from pdqn.planners import PLANNERS, Clock, Context, NoPlanner, Planner, PlannerState
+from pdqn.planners import PLANNERS, Clock, Context, NoPlanner, Planner, PlannerState, SearchPlanner
 from pdqn.q_update import linear_decay
 from pdqn.rollout import ActingQ, EnvCarry, collect, episode_metrics
 from pdqn.schedules import linear_epsilon
+from pdqn.search import Search
 from pdqn.state import TrainState
 
 Metrics = dict[str, Array]
@@ -55,8 +65,11 @@ def make_planner(config: Config, env: VecEnv, fit: QFit) -> Planner:
     return PLANNERS[planning.planner].build(planning.planner_config, model, fit, context)
 
 
-def make_veto(config: Config, planner: Planner, num_actions: int) -> Veto | None:
-    """The termination veto ``config`` asks for, over the planner's world model (None: acting with Q alone)."""
+def make_acting(config: Config, planner: Planner, num_actions: int) -> Veto | Search | None:
+    """How ``config`` acts beyond Q, with the planner's world model: the termination veto, or the search planner's
+    search (None: acting with Q alone)."""
+    if isinstance(planner, SearchPlanner):
+        return planner.search
     threshold = config.dyna.veto.threshold
     if not config.planning or threshold is None:
         return None
@@ -74,7 +87,8 @@ class Trainer(eqx.Module):
     eval_env: VecEnv
     real_update: RealUpdate
     planner: Planner
-    veto: Veto | None
+    acting: Veto | Search | None
+    """What the policies act on beyond Q (the termination veto, or search), where the config asks for it."""
 
     def __init__(self, config: Config, env: Any = None, env_params: Any = None, planner: Planner | None = None):
         """``env``/``env_params`` replace the MinAtar game with any gymnax-style environment; ``planner``
@@ -100,26 +114,33 @@ class Trainer(eqx.Module):
             minibatch_size=pqn.minibatch_size,
         )
         self.planner = make_planner(config, self.env, fit) if planner is None else planner
-        self.veto = make_veto(config, self.planner, self.env.num_actions)
+        self.acting = make_acting(config, self.planner, self.env.num_actions)
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
         """Every metric one update produces, in column order."""
-        vetoing = (VETOED_ACTION_RATE,) if self.acts_with_veto(evaluation=False) else ()
-        return UPDATE_METRICS + vetoing + self.planner.metrics
+        changed = (self.changed_action_metric,) if self.acts_beyond_q(evaluation=False) else ()
+        return UPDATE_METRICS + changed + self.planner.metrics
 
-    def acts_with_veto(self, *, evaluation: bool) -> bool:
-        veto = self.config.dyna.veto
-        return self.veto is not None and (veto.evaluation if evaluation else veto.training)
+    @property
+    def changed_action_metric(self) -> Metric:
+        return SEARCH_CHANGED_ACTION_RATE if isinstance(self.acting, Search) else VETOED_ACTION_RATE
+
+    def acts_beyond_q(self, *, evaluation: bool) -> bool:
+        """Whether the behaviour policy (``evaluation``: the greedy one) acts with the veto or search."""
+        if self.acting is None:
+            return False
+        flags = self.config.dyna.search if isinstance(self.acting, Search) else self.config.dyna.veto
+        return flags.evaluation if evaluation else flags.training
 
     def acting_q(self, planner_state: Any, *, evaluation: bool) -> ActingQ | None:
         """What the behaviour policy (or, ``evaluation``, the greedy one) acts on beyond Q: the termination veto
-        over the world model in ``planner_state``, where the config asks for it."""
-        veto = self.veto
-        if veto is None or not self.acts_with_veto(evaluation=evaluation):
+        or search over the world model in ``planner_state``, where the config asks for it."""
+        acting = self.acting
+        if acting is None or not self.acts_beyond_q(evaluation=evaluation):
             return None
         assert isinstance(planner_state, PlannerState)
-        return veto.acting_q(planner_state.model)
+        return acting.acting_q(planner_state.model)
 
     # ---- initialisation -------------------------------------------------------------
     def init(self, key: PRNGKeyArray) -> TrainState:
@@ -174,7 +195,7 @@ class Trainer(eqx.Module):
         metrics: Metrics = {
             ENV_STEP: (state.update + 1) * self.config.pqn.batch_size,
             **episode_metrics(rollout),
-            **({} if rollout.vetoed is None else {VETOED_ACTION_RATE.name: jnp.mean(rollout.vetoed)}),
+            **({} if rollout.changed is None else {self.changed_action_metric.name: jnp.mean(rollout.changed)}),
             **real_metrics,
             EPSILON.name: clock.epsilon,
             LEARNING_RATE.name: clock.lr,

@@ -45,8 +45,8 @@ def test_the_veto_never_takes_an_action_that_ends_the_episode_when_a_safe_one_ex
     )  # fmt: skip
     # Forward while quitting is fatal and forward is not; at the last state both are fatal: greedy, so quit.
     np.testing.assert_array_equal(rollout.action[:, 0], [0, 0, 0, 1])
-    assert rollout.vetoed is not None
-    np.testing.assert_array_equal(rollout.vetoed[:, 0], [True, True, True, False])
+    assert rollout.changed is not None
+    np.testing.assert_array_equal(rollout.changed[:, 0], [True, True, True, False])
     np.testing.assert_allclose(rollout.reward[:, 0], [0.0, 0.0, 0.0, CHAIN.quit_reward])
     # Greedy evaluation with the veto walks the chain too; without it, quits at once.
     returns = evaluate_greedy(trainer.eval_env, q_net, jax.random.PRNGKey(5), trainer.acting_q(state.planner, evaluation=True))

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from pdqn.cli import interruptible, parse
-from pdqn.config import Config, CounterfactualConfig, DynaConfig, GameName, PlanningConfig, PQNConfig, ValueExpansionConfig
+from pdqn.config import Config, CounterfactualConfig, DynaConfig, GameName, PlanningConfig, PQNConfig, SearchConfig, ValueExpansionConfig
 from pdqn.planners import Clock
 from pdqn.rollout import collect
 from pdqn.state import TrainState
@@ -121,7 +121,9 @@ def measure(bench: Benchmark) -> dict[str, object]:
     return result
 
 
-def planner_counts(planner: CounterfactualConfig | DynaConfig | ValueExpansionConfig, minibatch_size: int) -> dict[str, int]:
+def planner_counts(
+    planner: CounterfactualConfig | DynaConfig | ValueExpansionConfig | SearchConfig, minibatch_size: int
+) -> dict[str, int]:
     """What the chosen planner adds to an update: its gradient steps, and the rows it makes."""
     if isinstance(planner, CounterfactualConfig):
         rows = planner.minibatches * planner.rows_per_minibatch(minibatch_size)
@@ -131,6 +133,8 @@ def planner_counts(planner: CounterfactualConfig | DynaConfig | ValueExpansionCo
             "imagined_transitions_per_update": planner.imagined_batch_size,
             "imagined_gradient_steps_per_update": planner.imagined_gradient_steps,
         }
+    if isinstance(planner, SearchConfig):
+        return {"planner_gradient_steps_per_update": planner.minibatches, "search_simulations": planner.simulations}
     return {"planner_gradient_steps_per_update": planner.minibatches}
 
 

@@ -19,7 +19,11 @@ GROUPS = {
     "The value-expansion planner (`--dyna.planner value_expansion`; also `planning_active`)": tuple(
         m for m in metrics.VALUE_EXPANSION_METRICS if m is not metrics.PLANNING_ACTIVE
     ),
+    "The search planner (`--dyna.planner search`, with `--dyna.search.minibatches` > 0; also `planning_active`)": tuple(
+        m for m in metrics.SEARCH_METRICS if m is not metrics.PLANNING_ACTIVE
+    ),
     "Acting with the termination veto (`--dyna.veto.threshold`, in training)": (metrics.VETOED_ACTION_RATE,),
+    "Acting by search (`--dyna.planner search`, with `--dyna.search.training`)": (metrics.SEARCH_CHANGED_ACTION_RATE,),
 }
 
 

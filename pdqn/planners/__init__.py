@@ -12,12 +12,14 @@ from pdqn.planners.base import Clock, Context, NoPlanner, Planner, PlannerState
 from pdqn.planners.counterfactual import Counterfactual
 from pdqn.planners.dyna import Dyna
 from pdqn.planners.imagination import ImaginedRollout, ImaginedStart, Imagination, imagined_batch
+from pdqn.planners.search import SearchPlanner
 from pdqn.planners.value_expansion import ValueExpansion
 
 PLANNERS: dict[str, type[Planner]] = {
     "counterfactual": Counterfactual,
     "dyna": Dyna,
     "value_expansion": ValueExpansion,
+    "search": SearchPlanner,
 }
 """``--dyna.planner`` choices."""
 
@@ -33,6 +35,7 @@ __all__ = [
     "NoPlanner",
     "Planner",
     "PlannerState",
+    "SearchPlanner",
     "ValueExpansion",
     "imagined_batch",
 ]
