@@ -69,6 +69,12 @@ class PQNConfig:
     """Compute-matched control: extra real-data gradient steps per update, each on a fresh minibatch of the batch
     (0 = plain PQN; more than num_minibatches take further shuffled passes). dyna.counterfactual.minibatches (20)
     gives PQN as many gradient steps as PDQN's default; more, as many as fit in PDQN's time."""
+    reuse_rollouts: int = 0
+    """Data-reuse control (--alg pqn): keep the last this many rollouts and take --pqn.reuse-minibatches extra
+    gradient steps per update on minibatches drawn from them, their Q(lambda) targets recomputed with the current
+    network (0: no reuse). A model has to beat replaying recent real data, not only PQN."""
+    reuse_minibatches: int = 0
+    """Extra gradient steps per update on the reused rollouts (with --pqn.reuse-rollouts)."""
     lr: float = 5e-4
     """Adam (RAdam) learning rate."""
     lr_linear_decay: bool = True
@@ -105,6 +111,13 @@ class PQNConfig:
             self.extra_minibatches,
             f"an integer in [0, 16 * num_minibatches={16 * self.num_minibatches}]",
         )
+        _non_negative_ints(p, self, ("reuse_rollouts", "reuse_minibatches"))
+        _require(
+            (self.reuse_rollouts == 0) == (self.reuse_minibatches == 0),
+            p + "reuse_minibatches",
+            self.reuse_minibatches,
+            "> 0 exactly when pqn.reuse_rollouts > 0",
+        )
         _require(
             self.batch_size % self.num_minibatches == 0,
             p + "num_minibatches",
@@ -132,7 +145,7 @@ class PQNConfig:
     @property
     def real_gradient_steps(self) -> int:
         """Q-network gradient steps on real data per update."""
-        return self.num_epochs * self.num_minibatches + self.extra_minibatches
+        return self.num_epochs * self.num_minibatches + self.extra_minibatches + self.reuse_minibatches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -493,6 +506,8 @@ class Config:
     def __post_init__(self) -> None:
         _require(self.env in GAMES, "env", self.env, "one of " + "|".join(GAMES))
         _require(self.alg in ("pqn", "pdqn"), "alg", self.alg, "one of pqn|pdqn")
+        reuse = self.pqn.reuse_rollouts
+        _require(reuse == 0 or self.alg == "pqn", "pqn.reuse_rollouts", reuse, "0 with --alg pdqn (it is a PQN control)")
         _positive_ints("", self, ("total_timesteps", "num_seeds", "eval_envs", "frame_stack"))
         _require(
             isinstance(self.seed, int) and 0 <= self.seed < 2**31 - self.num_seeds,

@@ -87,6 +87,12 @@ UPDATE_METRICS = (
 )  # fmt: skip
 """What every update produces, whatever the planner."""
 
+REUSE_TD_LOSS = Metric(
+    "reuse_td_loss", REAL, "mean TD loss of the gradient steps on reused recent rollouts (0 at the first update, with none stored)",
+    guarded=True,
+)  # fmt: skip
+"""Produced by the data-reuse control (--pqn.reuse-rollouts)."""
+
 VETOED_ACTION_RATE = Metric(
     "vetoed_action_rate", BEHAVIOUR, "share of behaviour steps whose greedy action the termination veto changed",
     show=("vetoed", ".4f"),

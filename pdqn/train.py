@@ -32,7 +32,7 @@ from pdqn.metrics import (
 )
 from pdqn.models import WorldModel, make_model
 from pdqn.networks import QNetwork
-from pdqn.planners import PLANNERS, Clock, Context, NoPlanner, Planner, PlannerState, SearchPlanner
+from pdqn.planners import PLANNERS, Clock, Context, NoPlanner, Planner, PlannerState, Reuse, SearchPlanner
 from pdqn.q_update import linear_decay
 from pdqn.rollout import ActingQ, EnvCarry, collect, episode_metrics
 from pdqn.schedules import linear_epsilon
@@ -55,8 +55,20 @@ def planner_context(config: Config, num_actions: int) -> Context:
 
 
 def make_planner(config: Config, env: VecEnv, fit: QFit) -> Planner:
-    """The planner ``config`` asks for (``NoPlanner`` for ``--alg pqn``), with its world model, each built from its
-    own config and the few facts about the learner they need."""
+    """The planner ``config`` asks for (``NoPlanner`` for ``--alg pqn``, ``Reuse`` for its data-reuse control), with
+    its world model, each built from its own config and the few facts about the learner they need."""
+    pqn = config.pqn
+    if not config.planning and pqn.reuse_rollouts:
+        return Reuse(
+            fit=fit,
+            rollouts=pqn.reuse_rollouts,
+            minibatches=pqn.reuse_minibatches,
+            minibatch_size=pqn.minibatch_size,
+            gamma=pqn.gamma,
+            td_lambda=pqn.td_lambda,
+            rollout_shape=(pqn.num_steps, pqn.num_envs),
+            obs_shape=env.obs_shape,
+        )
     if not config.planning:
         return NoPlanner()
     planning = config.dyna

@@ -22,6 +22,7 @@ GROUPS = {
     "The search planner (`--dyna.planner search`, with `--dyna.search.minibatches` > 0; also `planning_active`)": tuple(
         m for m in metrics.SEARCH_METRICS if m is not metrics.PLANNING_ACTIVE
     ),
+    "PQN reusing recent rollouts (`--pqn.reuse-rollouts`)": (metrics.REUSE_TD_LOSS,),
     "Acting with the termination veto (`--dyna.veto.threshold`, in training)": (metrics.VETOED_ACTION_RATE,),
     "Acting by search (`--dyna.planner search`, with `--dyna.search.training`)": (metrics.SEARCH_CHANGED_ACTION_RATE,),
 }

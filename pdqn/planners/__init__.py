@@ -12,6 +12,7 @@ from pdqn.planners.base import Clock, Context, NoPlanner, Planner, PlannerState
 from pdqn.planners.counterfactual import Counterfactual
 from pdqn.planners.dyna import Dyna
 from pdqn.planners.imagination import ImaginedRollout, ImaginedStart, Imagination, imagined_batch
+from pdqn.planners.reuse import Reuse
 from pdqn.planners.search import SearchPlanner
 from pdqn.planners.value_expansion import ValueExpansion
 
@@ -35,6 +36,7 @@ __all__ = [
     "NoPlanner",
     "Planner",
     "PlannerState",
+    "Reuse",
     "SearchPlanner",
     "ValueExpansion",
     "imagined_batch",
