@@ -48,7 +48,6 @@ TINY_PLANNING = dict(
     counterfactual=dict(minibatches=2),
     dyna=dict(num_rollouts=16, horizon=2, minibatches=2),
     value_expansion=dict(horizon=2, minibatches=2),
-    search=dict(simulations=4, minibatches=2),
     learned=dict(minibatches=2, hidden=32),
 )
 """Tiny planners and model: ``tiny_config(dyna=...)`` overrides options of it, a group's options one by one."""

@@ -12,6 +12,7 @@ difference from greedy.
 
     python experiments/decision-time/search.py RUN_DIR [RUN_DIR ...] --out experiments/decision-time/search-ceiling \
         [--models PDQN_RUN_DIR ...] [--multiples 1 2]
+    python experiments/decision-time/search.py --out experiments/decision-time/search-ceiling   (the table again)
 """
 
 import argparse
@@ -90,23 +91,32 @@ def summary(frame: pl.DataFrame) -> pl.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument("run_dirs", nargs="*", type=Path, help="finished runs (none: print the table of OUT/search.csv)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--models", type=Path, nargs="*", default=[], help="PDQN runs whose learned models search uses")
     parser.add_argument("--episodes", type=int, default=128, help="evaluation episodes per seed and policy")
     parser.add_argument("--multiples", type=int, nargs="+", default=[1, 2], help="simulations per action count")
     parser.add_argument("--seed", type=int, default=1, help="key of the evaluation episodes (the same for every policy)")
     args = parser.parse_args(argv)
-    models = learned_models(args.models)
-    rows = [row for run_dir in args.run_dirs for row in measure(run_dir, args.episodes, args.multiples, models, args.seed)]
-    args.out.mkdir(parents=True, exist_ok=True)
-    frame = pl.DataFrame(rows)
     path = args.out / "search.csv"
-    if path.exists():  # several invocations (one per game) add to one table; a rerun of a run replaces its rows
-        old = pl.read_csv(path)
-        frame = pl.concat([old.filter(~pl.col("run").is_in(frame["run"].unique().to_list())), frame], how="diagonal_relaxed")
-    frame.write_csv(path)
-    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=100, tbl_width_chars=400):
+    if args.run_dirs:
+        models = learned_models(args.models)
+        rows = [row for run_dir in args.run_dirs for row in measure(run_dir, args.episodes, args.multiples, models, args.seed)]
+        args.out.mkdir(parents=True, exist_ok=True)
+        frame = pl.DataFrame(rows)
+        if path.exists():  # several invocations (one per game) add to one table; a rerun of a run replaces its rows
+            old = pl.read_csv(path)
+            kept = old.filter(~pl.col("run").is_in(frame["run"].unique().to_list()))
+            frame = pl.concat([kept, frame], how="diagonal_relaxed")
+        frame.write_csv(path)
+    elif path.exists():
+        frame = pl.read_csv(path)
+    else:
+        raise SystemExit(f"error: no run directories given and no {path} to show")
+    with pl.Config(
+        tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=100,
+        tbl_width_chars=400, fmt_str_lengths=80,
+    ):  # fmt: skip
         print(summary(frame))
     return 0
 
