@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from pdqn.cli import interruptible, parse
 from pdqn.config import Config, CounterfactualConfig, DynaConfig, GameName, PlanningConfig, PQNConfig, SearchConfig, ValueExpansionConfig
-from pdqn.planners import Clock
+from pdqn.planners import Clock, NoPlanner
 from pdqn.rollout import collect
 from pdqn.state import TrainState
 from pdqn.train import Trainer, compiled
@@ -160,6 +160,7 @@ def phase_seconds(trainer: Trainer, states: TrainState, repeats: int) -> dict[st
         return collect(
             trainer.env, state.learner.q_net, state.envs, key, epsilon=clock.epsilon,
             num_steps=config.pqn.num_steps, keep_env_states=planner.needs_env_states,
+            acting_q=trainer.acting_q(state.planner, evaluation=False),
         )  # fmt: skip
 
     collect_fn = vmap(collect_one)
@@ -170,7 +171,7 @@ def phase_seconds(trainer: Trainer, states: TrainState, repeats: int) -> dict[st
         "collect": time_call(collect_fn, states, keys, clocks, repeats=repeats),
         "targets_and_real_td_updates": time_call(real, states, keys, rollout, clocks, repeats=repeats),
     }
-    if config.planning:
+    if not isinstance(planner, NoPlanner):  # a PDQN planner, or PQN's data-reuse control
         result["planner_step"] = time_call(plan, states, keys, rollout, clocks, repeats=repeats)
     model = getattr(planner, "model", None)
     if isinstance(model, WorldModel):
