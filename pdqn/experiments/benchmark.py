@@ -87,7 +87,7 @@ def measure(bench: Benchmark) -> dict[str, object]:
     trainer, compile_seconds = timed.trainer, timed.compile_seconds
     plain = None
     if bench.paired:
-        pqn = dataclasses.replace(config.pqn, extra_minibatches=0)
+        pqn = dataclasses.replace(config.pqn, extra_minibatches=0, reuse_rollouts=0, reuse_minibatches=0)
         plain = TimedChunk(dataclasses.replace(config, alg="pqn", pqn=pqn), bench.updates)
     seconds, ratios = [], []
     for _ in range(bench.repeats):
