@@ -42,7 +42,7 @@ class Benchmark:
     planning_from_start: bool = True
     """For pdqn: no planning delay, so every timed update plans."""
     paired: bool = False
-    """Also time plain PQN (the same pqn settings without extra minibatches), call by call in turn with this
+    """Also time plain PQN (the same pqn settings without extra minibatches or reuse), call by call in turn with this
     config, and report the ratio of their seconds per update (this config's cost in units of PQN's, robust to a
     machine whose speed drifts)."""
     pqn: PQNConfig = dataclasses.field(default_factory=PQNConfig)
