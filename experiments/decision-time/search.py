@@ -79,7 +79,7 @@ def summary(frame: pl.DataFrame) -> pl.DataFrame:
     greedy = frame.filter(pl.col("policy") == "greedy").select("run", "seed", pl.col("return").alias("greedy"))
     paired = frame.join(greedy, on=["run", "seed"]).with_columns((pl.col("return") - pl.col("greedy")).alias("diff"))
     se = lambda c: (pl.col(c).std() / pl.col(c).len().sqrt()).round(2)  # noqa: E731
-    return paired.group_by("game", "policy", maintain_order=True).agg(
+    return paired.group_by("run", "game", "policy", maintain_order=True).agg(
         pl.col("return").mean().round(2).alias("mean over seeds"),
         se("return").alias("s.e."),
         pl.col("diff").mean().round(2).alias("minus greedy"),
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: no run directories given and no {path} to show")
     with pl.Config(
         tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=100,
-        tbl_width_chars=400, fmt_str_lengths=80,
+        tbl_width_chars=400, fmt_str_lengths=80, tbl_cols=20,
     ):  # fmt: skip
         print(summary(frame))
     return 0
