@@ -183,7 +183,7 @@ def params_finite(states: TrainState) -> bool:
 def run(
     config: Config,
     run_dir: Path,
-    log: Any = sys.stderr,
+    log: Any = None,
     hooks: Sequence[RunHooks] = (),
     resume: bool = False,
     stop: StopSignals | None = None,
@@ -193,8 +193,10 @@ def run(
     With ``resume`` the run continues from the newest checkpoint in ``run_dir`` (metric rows
     beyond it are dropped; with none yet, from the start) and ends exactly as an uninterrupted run would.
     ``stop``: stop signals a caller already listens to (a stop that arrived before the run is answered at
-    its start); by default the run listens from its own start.
+    its start); by default the run listens from its own start. ``log``: where progress goes (None: ``sys.stderr``
+    as it is when the run starts, so a redirected stderr gets it).
     """
+    log = sys.stderr if log is None else log
     observers = SafeHooks(hooks, log)
     try:
         if stop is not None:

@@ -168,6 +168,7 @@ def test_a_search_run_over_the_real_game_acts_by_search_and_trains_toward_it(tmp
     search = ["--dyna.planner", "search", "--dyna.model", "oracle", "--dyna.search.simulations", "3", "--dyna.search.minibatches", "2"]
     code, _, err = run_main("--alg", "pdqn", "--run-dir", str(run_dir), *TINY, *TINY_DYNA, *search, "--no-episode-gif")
     assert code == 0, err
+    assert "search-changed" in err and "search-td" in err  # the progress line, in the stderr of the call
     metrics = pl.read_parquet(run_dir / "metrics.parquet")
     assert metrics["search_changed_action_rate"].is_between(0, 1).all() and metrics["search_td_loss"].is_finite().all()
     assert json.loads((run_dir / "summary.json").read_text())["config"]["dyna"]["search"]["simulations"] == 3
