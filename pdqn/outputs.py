@@ -22,6 +22,7 @@ from pdqn.devices import to_host
 from pdqn.envs import make_env
 from pdqn.metrics import BEHAVIOUR_RETURN, ENV_STEP, SEED, TARGET_RETURN, UPDATE, Metric
 from pdqn.render import write_policy_gif
+from pdqn.rollout import ActingQ
 from pdqn.rundir import EPISODE_GIF, METRICS_FILE, SUMMARY_FILE, config_dict, first_line, write_atomic
 from pdqn.state import TrainState
 
@@ -172,23 +173,26 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 # ---- the episode GIF --------------------------------------------------------------------
 
 
-def first_seed_q_net(states: TrainState) -> Any:
-    """The first seed's Q-network as host arrays (a collective when the states span processes: every process
-    must call it)."""
-    arrays, static = eqx.partition(states.learner.q_net, eqx.is_array)
+def first_seed(tree: Any) -> Any:
+    """The first seed's slice of a seed-stacked pytree as host arrays (a collective when the states span processes:
+    every process must call it)."""
+    arrays, static = eqx.partition(tree, eqx.is_array)
     return eqx.combine(jax.tree.map(lambda x: to_host(x)[0], arrays), static)
 
 
-def write_episode_gif(config: Config, run_dir: Path, q_net: Any, call: Callable[..., Any], log: Any) -> bool:
-    """``RUN_DIR/episode.gif``: one greedy episode of ``q_net`` (see :func:`pdqn.render.write_policy_gif`),
-    played through ``call`` (:meth:`pdqn.signals.StopSignals.call`: None when a stop signal came first).
+def write_episode_gif(
+    config: Config, run_dir: Path, q_net: Any, acting_q: ActingQ | None, call: Callable[..., Any], log: Any
+) -> bool:
+    """``RUN_DIR/episode.gif``: one greedy episode of ``q_net`` (see :func:`pdqn.render.write_policy_gif`), acting as
+    the run's evaluations do (``acting_q``: the veto or search, or None), played through ``call``
+    (:meth:`pdqn.signals.StopSignals.call`: None when a stop signal came first).
 
     It is a picture, not a result: a failure is one warning line. False when a stop signal ended it."""
     path = run_dir / EPISODE_GIF
     try:
         played = call(
             write_policy_gif, path, env_name=config.env, frame_stack=config.frame_stack, q_net=q_net,
-            key=config.seed, sticky_actions=config.sticky_actions,
+            key=config.seed, sticky_actions=config.sticky_actions, acting_q=acting_q,
         )  # fmt: skip
     except Exception as err:
         print(f"{run_tag(config)} warning: {path} not written ({type(err).__name__}: {first_line(err)})", file=log)

@@ -1,4 +1,5 @@
-"""Animated GIFs of a greedy policy playing a MinAtar game.
+"""Animated GIFs of a greedy policy playing a MinAtar game (greedy over Q, or over what a run's acting gives:
+the termination veto or search, :data:`pdqn.rollout.ActingQ`).
 
 Frames: an episode of ``n`` steps gives exactly ``n`` frames. Frame ``t`` (1-based) shows the newest
 observation frame *after* the agent's ``t``-th action, the one the environment returned before any
@@ -29,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pdqn.envs import VecEnv, make_env
 from pdqn.networks import QNetwork
+from pdqn.rollout import ActingQ
 
 CELL_PIXELS = 16
 """Side of one grid cell in pixels (a 10x10 MinAtar grid is 160x160)."""
@@ -197,11 +199,12 @@ def write_gif(path: Path, images: Sequence[Image.Image], durations_ms: Sequence[
 
 @eqx.filter_jit
 def _play(
-    env: VecEnv, q_net: QNetwork, key: PRNGKeyArray, max_steps: Int[Array, ""]
+    env: VecEnv, q_net: QNetwork, key: PRNGKeyArray, max_steps: Int[Array, ""], acting_q: ActingQ | None = None
 ) -> tuple[Bool[Array, "limit height width c"], Float[Array, " limit"], Bool[Array, " limit"], Bool[Array, ""]]:
-    """The game's whole step limit of greedy steps of one environment: the newest frame and reward after
-    each step, whether each step belongs to the first episode cut at ``max_steps``, and whether the
-    game ended that episode within the cap. The cap is traced, so one compile serves every cap."""
+    """The game's whole step limit of greedy steps of one environment (greedy over ``acting_q``'s values, if
+    given): the newest frame and reward after each step, whether each step belongs to the first episode cut at
+    ``max_steps``, and whether the game ended that episode within the cap. The cap is traced, so one compile
+    serves every cap."""
     k_reset, k_steps = jax.random.split(key)
     obs, state, stats = env.reset(k_reset)
     channels = env.frame_shape[-1]
@@ -210,7 +213,10 @@ def _play(
         obs, state, stats, playing = carry
         t, k_step = t_and_key
         taken = playing & (t < max_steps)
-        action = jnp.argmax(q_net(obs), axis=-1)
+        q = q_net(obs)
+        if acting_q is not None:
+            q, _ = acting_q(q_net, q, obs, state, jax.random.fold_in(k_step, 1))
+        action = jnp.argmax(q, axis=-1)
         out, state, stats = env.step(k_step, state, stats, action)
         # final_obs is the screen the action led to, before the auto-reset that out.obs already shows.
         record = (out.final_obs[0, ..., -channels:] > 0.5, out.reward[0], taken, taken & out.done[0])
@@ -238,9 +244,11 @@ def record_episodes(
     episodes: int = 1,
     max_steps: int | None = None,
     sticky_actions: float = 0.0,
+    acting_q: ActingQ | None = None,
 ) -> list[Episode]:
-    """``episodes`` greedy episodes of ``q_net`` on one gymnax environment, each cut at ``max_steps``
-    steps (None: the game's own time limit), with sticky actions of probability ``sticky_actions``."""
+    """``episodes`` greedy episodes of ``q_net`` on one gymnax environment (greedy over ``acting_q``'s values,
+    if given), each cut at ``max_steps`` steps (None: the game's own time limit), with sticky actions of
+    probability ``sticky_actions``."""
     env = single_env(env_name, frame_stack, sticky_actions)
     cap = env.max_episode_steps if max_steps is None else max_steps
     if not (isinstance(episodes, int) and episodes >= 1):
@@ -250,7 +258,7 @@ def record_episodes(
     traced_cap = jnp.asarray(min(cap, env.max_episode_steps))  # the game's own limit ends every episode anyway
     recorded = []
     for episode_key in jax.random.split(key, episodes):
-        frames, rewards, in_episode, ended = jax.device_get(_play(env, q_net, episode_key, traced_cap))
+        frames, rewards, in_episode, ended = jax.device_get(_play(env, q_net, episode_key, traced_cap, acting_q))
         steps = int(in_episode.sum())  # a prefix: once the episode is over every later step is outside it
         recorded.append(Episode(frames=frames[:steps], rewards=rewards[:steps], ended=bool(ended)))
     return recorded
@@ -267,9 +275,11 @@ def write_policy_gif(
     max_steps: int | None = None,
     cell_pixels: int = CELL_PIXELS,
     sticky_actions: float = 0.0,
+    acting_q: ActingQ | None = None,
 ) -> list[Episode]:
-    """Play ``episodes`` greedy episodes of one seed's ``q_net`` and write them back to back as an
-    animated GIF at ``path`` (atomically); the recorded episodes (their returns and lengths).
+    """Play ``episodes`` greedy episodes of one seed's ``q_net`` (greedy over ``acting_q``'s values, if given:
+    the run's veto or search) and write them back to back as an animated GIF at ``path`` (atomically); the
+    recorded episodes (their returns and lengths).
 
     ``key`` may be a PRNG key or an integer seed. ``sticky_actions`` is the probability that a step repeats
     the previously executed action (see :class:`pdqn.envs.VecEnv`); a frame shows what was executed. See the
@@ -286,6 +296,7 @@ def write_policy_gif(
         episodes=episodes,
         max_steps=max_steps,
         sticky_actions=sticky_actions,
+        acting_q=acting_q,
     )
     write_gif(path, episode_images(played, cell_pixels), frame_durations(played))
     return played

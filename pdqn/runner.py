@@ -33,7 +33,7 @@ from pdqn.metrics import ENV_STEP, SEED, TARGET_RETURN, UPDATE, Metric
 from pdqn.outputs import (
     ProgressLines,
     env_card,
-    first_seed_q_net,
+    first_seed,
     metric_rows,
     run_tag,
     summarise,
@@ -369,8 +369,11 @@ class HostLoop:
         """The first seed's final policy plays ``episode.gif`` (:func:`pdqn.outputs.write_episode_gif`)."""
         if not self.config.episode_gif:
             return
-        q_net = first_seed_q_net(self.states)  # every process gathers; process 0 plays
-        if is_primary() and not write_episode_gif(self.config, self.run_dir, q_net, self.stop.call, self.log):
+        # every process gathers; process 0 plays, acting as the run's evaluations do (the planner's state only then)
+        acts = self.trainer.acts_beyond_q(evaluation=True)
+        q_net, planner_state = first_seed((self.states.learner.q_net, self.states.planner if acts else None))
+        acting_q = self.trainer.acting_q(planner_state, evaluation=True)
+        if is_primary() and not write_episode_gif(self.config, self.run_dir, q_net, acting_q, self.stop.call, self.log):
             self.interrupted()
 
     def interrupted(self) -> NoReturn:

@@ -15,9 +15,11 @@ from PIL import Image
 
 from pdqn import checkpoint, render
 from pdqn.config import GAMES
-from pdqn.envs import gymnax_id
+from pdqn.envs import gymnax_id, make_env
+from pdqn.evaluation import evaluate_greedy
 from pdqn.experiments import evaluate
 from pdqn.runner import run
+from pdqn.train import Trainer
 from tests.conftest import REPO, cli_env, tiny_config
 
 
@@ -72,6 +74,37 @@ def test_a_frame_stacked_policy_sees_stacked_frames_on_gymnax_and_minatar(tmp_pa
     result = json.loads(out)
     assert len(result["gymnax"]["episodes"]) == 2 and len(result["minatar"]["episodes"]) == 2
     assert result["gymnax"]["sticky_action_prob"] == result["minatar"]["sticky_action_prob"] == 0.1
+
+
+@pytest.fixture(scope="module")
+def vetoing(tmp_path_factory):
+    """A run that acts with the real game's termination veto in its evaluations."""
+    run_dir = tmp_path_factory.mktemp("vetoing")
+    run(tiny_config(alg="pdqn", dyna=dict(model="oracle", veto=dict(threshold=0.5))), run_dir, log=io.StringIO())
+    return run_dir
+
+
+def test_a_run_that_acts_with_its_model_is_evaluated_acting_so_and_greedy_q_on_request(vetoing, tmp_path):
+    config, policy = checkpoint.load_policy(vetoing)
+    q_net = checkpoint.select_seed(policy["q_net"], 0)
+    acting_q = Trainer(config).acting_q(checkpoint.select_seed(policy["planner"], 0), evaluation=True)
+    env, key = make_env(config.env, 4), jax.random.PRNGKey(0)
+    with_veto = evaluate_greedy(env, q_net, key, acting_q)
+    on_q = evaluate_greedy(env, q_net, key)
+    for args, acting, expected in [((), "termination veto", with_veto), (("--greedy",), "greedy Q", on_q)]:
+        code, out, err = call(str(vetoing), "--episodes", "4", *args)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["acting"] == acting
+        np.testing.assert_allclose(result["gymnax"]["episodes"], expected)
+    # The GIF plays as the evaluation does; MinAtar has no game state for the model to step.
+    code, out, err = call(str(vetoing), "--gif", str(tmp_path / "veto.gif"), "--max-steps", "5")
+    assert code == 0 and json.loads(out)["acting"] == "termination veto", err
+    code, out, err = call(str(vetoing), "--minatar", "--episodes", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: --minatar plays greedy Q only") and "--greedy" in err
+    code, out, err = call(str(vetoing), "--minatar", "--greedy", "--episodes", "1")
+    assert code == 0 and json.loads(out)["acting"] == "greedy Q", err
 
 
 @pytest.mark.parametrize(

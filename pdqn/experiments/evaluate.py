@@ -5,6 +5,11 @@ Loads RUN_DIR/policy.eqx (written at the end of training) and plays N complete g
 episodes on gymnax and, with ``--minatar``, on the original MinAtar implementation (NumPy)
 to check that the policy transfers. Prints JSON to stdout.
 
+A run that acts with its world model in its evaluations (the termination veto, ``--dyna.veto.*``, or
+search, ``--dyna.search.*``) is played the same way here, with its saved model: its Q-network alone
+can be a much weaker policy. ``--greedy`` plays greedy Q instead; the JSON's ``acting`` says which.
+MinAtar's episodes have no gymnax state for the model to step, so ``--minatar`` needs greedy Q.
+
 Both play with the same sticky-action probability: ``--sticky P``, by default the run's own
 ``--sticky-actions`` (what its greedy evaluations used), so that the two figures compare;
 ``--sticky 0.1`` is MinAtar's published protocol.
@@ -55,6 +60,9 @@ class EvalArgs:
     gif: Path | None = None
     """Write the greedy episodes as an animated GIF here (a .gif path in an existing, writable folder)
     instead of scoring them."""
+    greedy: bool = False
+    """Act greedily on the Q-network alone, even where the run acts with its world model in evaluation (the
+    termination veto or search)."""
 
     def __post_init__(self) -> None:
         if self.episodes is not None and (not isinstance(self.episodes, int) or self.episodes < 1):
@@ -89,9 +97,10 @@ def summary(returns: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate_gymnax(
-    env_name: str, q_net: Any, episodes: int, seed: int, frames: int = 1, sticky: float = 0.0
+    env_name: str, q_net: Any, episodes: int, seed: int, frames: int = 1, sticky: float = 0.0, acting_q: Any = None
 ) -> np.ndarray:
-    """One greedy episode in each of ``episodes`` vectorised gymnax environments."""
+    """One greedy episode in each of ``episodes`` vectorised gymnax environments (greedy over ``acting_q``'s
+    values, if given: :data:`pdqn.rollout.ActingQ`)."""
     import equinox as eqx
     import jax
 
@@ -99,7 +108,7 @@ def evaluate_gymnax(
     from pdqn.evaluation import evaluate_greedy
 
     env = make_env(env_name, episodes, frames, sticky_actions=sticky)
-    returns = eqx.filter_jit(evaluate_greedy)(env, q_net, jax.random.PRNGKey(seed))
+    returns = eqx.filter_jit(evaluate_greedy)(env, q_net, jax.random.PRNGKey(seed), acting_q)
     return np.asarray(returns)
 
 
@@ -148,11 +157,17 @@ def step_cap(options: EvalArgs, env_name: str) -> int:
     return options.max_steps if options.max_steps is not None else make_env(env_name, 1).max_episode_steps
 
 
-def score(options: EvalArgs, config: Config, q_net: Any) -> dict[str, Any]:
+def score(options: EvalArgs, config: Config, q_net: Any, acting_q: Any) -> dict[str, Any]:
     """Returns of complete greedy episodes on gymnax and, with --minatar, on MinAtar."""
     sticky = options.sticky_for(config)
     returns = evaluate_gymnax(
-        config.env, q_net, episodes=options.num_episodes, seed=options.seed, frames=config.frame_stack, sticky=sticky
+        config.env,
+        q_net,
+        episodes=options.num_episodes,
+        seed=options.seed,
+        frames=config.frame_stack,
+        sticky=sticky,
+        acting_q=acting_q,
     )
     result = {"gymnax": {**summary(returns), "sticky_action_prob": sticky}}
     if options.minatar:
@@ -179,7 +194,7 @@ def score(options: EvalArgs, config: Config, q_net: Any) -> dict[str, Any]:
     return result
 
 
-def record_gif(gif: Path, options: EvalArgs, config: Config, q_net: Any) -> dict[str, Any]:
+def record_gif(gif: Path, options: EvalArgs, config: Config, q_net: Any, acting_q: Any) -> dict[str, Any]:
     """Write the GIF of the recorded greedy episodes; their returns and lengths."""
     from pdqn.render import RenderError, write_policy_gif
 
@@ -193,6 +208,7 @@ def record_gif(gif: Path, options: EvalArgs, config: Config, q_net: Any) -> dict
             episodes=options.num_episodes,
             max_steps=options.max_steps,
             sticky_actions=options.sticky_for(config),
+            acting_q=acting_q,
         )
     except RenderError as err:
         fail(str(err))
@@ -222,6 +238,20 @@ def main(args: list[str] | None = None) -> int:
         return evaluate(options)
 
 
+def run_acting(options: EvalArgs, config: Config, policy: dict[str, Any]) -> tuple[str, Any]:
+    """What the evaluated policy acts on, named, and its :data:`pdqn.rollout.ActingQ` (None: greedy Q): as the run's
+    own evaluations did, with the seed's saved world model, unless --greedy."""
+    from pdqn.checkpoint import select_seed
+    from pdqn.search import Search
+    from pdqn.train import Trainer
+
+    trainer = Trainer(config)
+    if options.greedy or not trainer.acts_beyond_q(evaluation=True):
+        return "greedy Q", None
+    acting_q = trainer.acting_q(select_seed(policy["planner"], options.seed_index), evaluation=True)
+    return ("search" if isinstance(trainer.acting, Search) else "termination veto"), acting_q
+
+
 def evaluate(options: EvalArgs) -> int:
     """Load the run's final policy, then score it or record its GIF; print the result as one JSON object."""
     from pdqn.checkpoint import CheckpointError, load_policy, select_seed
@@ -239,17 +269,21 @@ def evaluate(options: EvalArgs) -> int:
     if options.seed_index >= config.num_seeds:
         fail(f"seed_index={options.seed_index} is invalid: the run has {config.num_seeds} seed(s)")
     q_net = select_seed(policy["q_net"], options.seed_index)
+    acting, acting_q = run_acting(options, config, policy)
+    if acting_q is not None and options.minatar:
+        fail(f"--minatar plays greedy Q only (this run acts with {acting} in evaluation): add --greedy")
     result: dict[str, Any] = {
         "run_dir": str(options.run_dir),
         "alg": config.alg,
         "env": config.env,
         "seed_index": options.seed_index,
         "training_seed": config.seed + options.seed_index,
+        "acting": acting,
     }
     if options.gif is not None:
-        result |= record_gif(options.gif, options, config, q_net)
+        result |= record_gif(options.gif, options, config, q_net, acting_q)
     else:
-        result |= score(options, config, q_net)
+        result |= score(options, config, q_net, acting_q)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0
