@@ -5,7 +5,10 @@ beside the real game's answer for every action, on the states a policy visits.
 of the real state with every action (a key apart from the episode's); :func:`termination_scores` turns the sample
 into figures: the base rate of terminating pairs, precision and recall at a threshold, the overall AUC, the
 within-state pairwise AUC (what a veto relies on: is the fatal action ranked above the safe ones of the same state),
-and the same for the actions the greedy policy takes.
+and the same for the actions the greedy policy takes. :func:`frame_scores` scores the model's thresholded next frame
+for every action against the real one on the same states (search steps through those frames): wrong cells, exact
+frames, and per channel the share of the real frame's cells the prediction keeps (on Asterix channel 0 is the
+player, whose cell a model of the mostly empty screen can lose).
 """
 
 import equinox as eqx
@@ -16,6 +19,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from pdqn.envs import VecEnv
 from pdqn.models import WorldModel
+from pdqn.models.base import threshold_cells
 from pdqn.networks import QNetwork
 from pdqn.schedules import epsilon_greedy
 
@@ -30,6 +34,12 @@ class TerminationSample(eqx.Module):
     """Whether a step of a copy of the real state with that action ended it."""
     greedy: Int[Array, "*time envs"]
     """The policy's greedy action at the state."""
+    wrong_cells: Int[Array, "*time envs actions"] | None = None
+    """Cells of the newest frame where the model's thresholded prediction differs from the real next frame."""
+    real_cells: Int[Array, "*time envs actions channels"] | None = None
+    """Cells on in each channel of the real next frame."""
+    kept_cells: Int[Array, "*time envs actions channels"] | None = None
+    """Of those, the cells the model's thresholded prediction has on too."""
 
 
 def sample_terminations(
@@ -43,23 +53,31 @@ def sample_terminations(
     epsilon: float = 0.0,
 ) -> TerminationSample:
     """Play ``q_net`` (epsilon-greedy) for ``num_steps`` steps of ``env``'s environments and record, at every state,
-    the model's and the real game's termination for every action."""
-    actions = env.num_actions
+    the model's and the real game's termination and next frame for every action."""
+    actions, channels = env.num_actions, env.frame_shape[-1]
     k_reset, k_run = jax.random.split(key)
     obs, state, stats = env.reset(k_reset)
 
     def step(carry, key):
         obs, state, stats = carry
         k_model, k_real, k_act, k_env = jax.random.split(key, 4)
-        carry_of = state if model.needs_env_states else None
-        predicted = model.termination_probabilities(model_state, obs, carry_of, k_model, actions)
         repeat = lambda x: jnp.repeat(x, actions, axis=0)  # noqa: E731
         tried = jnp.tile(jnp.arange(actions, dtype=jnp.int32), env.num_envs)
+        carry_of = jax.tree.map(repeat, state) if model.needs_env_states else None
+        pred, _ = model.stepper(model_state)(repeat(obs), carry_of, tried, k_model)
         real, _ = env.transition(k_real, jax.tree.map(repeat, state), tried)
+        per_pair = lambda x: x.reshape(env.num_envs, actions, *x.shape[1:])  # noqa: E731
+        said = threshold_cells(pred.next_obs_logits[..., -channels:]) > 0.5
+        seen = real.final_obs[..., -channels:] > 0.5
         q = q_net(obs)
         out, state, stats = env.step(k_env, state, stats, epsilon_greedy(k_act, q, epsilon))
         sample = TerminationSample(
-            predicted=predicted, real=real.terminated.reshape(-1, actions), greedy=jnp.argmax(q, axis=-1)
+            predicted=per_pair(jax.nn.sigmoid(pred.terminated_logit)),
+            real=per_pair(real.terminated),
+            greedy=jnp.argmax(q, axis=-1),
+            wrong_cells=per_pair(jnp.sum(said != seen, axis=(1, 2, 3))),
+            real_cells=per_pair(jnp.sum(seen, axis=(1, 2))),
+            kept_cells=per_pair(jnp.sum(seen & said, axis=(1, 2))),
         )
         return (out.obs, state, stats), sample
 
@@ -126,3 +144,18 @@ def termination_scores(sample: TerminationSample, threshold: float) -> dict[str,
         "avoidable_greedy_deaths": float(avoidable.sum()),
         "avoidable_vetoed": float((avoidable & (taken_p > threshold)).sum()),
     }
+
+
+def frame_scores(sample: TerminationSample) -> dict[str, float]:
+    """The model's next frames against the real ones over every (state, action) pair of the sample: mean wrong cells,
+    the share of exact frames, and per channel ``c`` the share of the real frames' cells of ``c`` that the prediction
+    keeps (``kept_c``; NaN where the channel is never on)."""
+    if sample.wrong_cells is None or sample.real_cells is None or sample.kept_cells is None:
+        raise ValueError("the sample holds no frames (made without the model's and the game's next frames)")
+    wrong = np.asarray(sample.wrong_cells)
+    real = np.asarray(sample.real_cells).reshape(-1, sample.real_cells.shape[-1]).sum(axis=0)
+    kept = np.asarray(sample.kept_cells).reshape(-1, sample.kept_cells.shape[-1]).sum(axis=0)
+    scores = {"wrong_cells": float(wrong.mean()), "exact_frames": float((wrong == 0).mean())}
+    for c, (on, also) in enumerate(zip(real, kept)):
+        scores[f"kept_{c}"] = float(also / on) if on else float("nan")
+    return scores

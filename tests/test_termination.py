@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from pdqn.models import OracleModel
-from pdqn.termination import TerminationSample, overall_auc, pairwise_auc, sample_terminations, termination_scores
+from pdqn.termination import (
+    TerminationSample,
+    frame_scores,
+    overall_auc,
+    pairwise_auc,
+    sample_terminations,
+    termination_scores,
+)
 from tests.test_acting import quit_biased_chain
 
 
@@ -42,6 +49,26 @@ def test_the_real_game_as_model_scores_perfectly_on_the_chain():
     np.testing.assert_array_equal(np.asarray(sample.real)[..., 1], True)
     assert (scores["precision"], scores["recall"], scores["pairwise_auc"]) == (1.0, 1.0, 1.0)
     assert scores["avoidable_greedy_deaths"] == scores["avoidable_vetoed"] == np.asarray(sample.greedy).size
+    # Its next frames are the game's: nothing wrong, every cell kept.
+    frames = frame_scores(sample)
+    assert (frames["wrong_cells"], frames["exact_frames"]) == (0.0, 1.0)
+    assert all(frames[name] == 1.0 for name in frames if name.startswith("kept_") and not np.isnan(frames[name]))
+
+
+def test_frame_scores_of_a_hand_made_sample():
+    # One state, two actions, two channels. Action 0: the prediction has 3 wrong cells and keeps the one cell of
+    # channel 0 and one of channel 1's two. Action 1: exact, one cell of channel 1.
+    sample = TerminationSample(
+        predicted=jnp.zeros((1, 1, 2)),
+        real=jnp.zeros((1, 1, 2), bool),
+        greedy=jnp.zeros((1, 1), int),
+        wrong_cells=jnp.array([[[3, 0]]]),
+        real_cells=jnp.array([[[[1, 2], [0, 1]]]]),
+        kept_cells=jnp.array([[[[1, 1], [0, 1]]]]),
+    )
+    assert frame_scores(sample) == {"wrong_cells": 1.5, "exact_frames": 0.5, "kept_0": 1.0, "kept_1": pytest.approx(2 / 3)}
+    with pytest.raises(ValueError, match="no frames"):
+        frame_scores(TerminationSample(predicted=sample.predicted, real=sample.real, greedy=sample.greedy))
 
 
 def test_the_termination_loss_weighs_a_terminating_step_more():

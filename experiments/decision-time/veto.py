@@ -4,7 +4,7 @@ For every seed of each RUN_DIR (a finished PDQN run with a learned model): greed
 episodes, the same with the real game's veto (the oracle: a step of a copy of the real state per action) and with
 the run's learned model's veto at each ``--thresholds`` value, all on the same episode keys; then the termination
 diagnostic of :mod:`pdqn.termination` (the learned model against the real game, every action, on the states the
-greedy policy visits). Writes ``OUT/veto.csv`` (one row per run, seed and policy) and ``OUT/termination.csv`` (one
+greedy policy visits), and its next frames against the real game's (:func:`pdqn.termination.frame_scores`). Writes ``OUT/veto.csv`` (one row per run, seed and policy) and ``OUT/termination.csv`` (one
 row per run and seed), and prints both as markdown tables.
 
     python experiments/decision-time/veto.py RUN_DIR [RUN_DIR ...] --out experiments/decision-time/baseline
@@ -23,7 +23,7 @@ from pdqn.checkpoint import load_policy, select_seed
 from pdqn.envs import make_env
 from pdqn.evaluation import evaluate_greedy
 from pdqn.models import LearnedModel, OracleModel, make_model
-from pdqn.termination import sample_terminations, termination_scores
+from pdqn.termination import frame_scores, sample_terminations, termination_scores
 
 
 def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], seed: int) -> tuple[list[dict], list[dict]]:
@@ -46,7 +46,7 @@ def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], s
             veto_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name,
                               "return": float(returns.mean()), "se": float(returns.std(ddof=1) / np.sqrt(len(returns)))})
         sample = jax.jit(lambda k: sample_terminations(env, q_net, learned, model_state, k, num_steps=steps))(key)
-        term_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, **termination_scores(sample, 0.5)})
+        term_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, **termination_scores(sample, 0.5), **frame_scores(sample)})
     return veto_rows, term_rows
 
 
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         (pl.col("return").std() / pl.col("return").len().sqrt()).round(2).alias("s.e."),
     )
     shown = ["game", "seed", "terminating_pairs", "precision", "recall", "auc", "pairwise_auc", "max_p_on_terminating",
-             "median_p_on_terminating", "avoidable_greedy_deaths", "avoidable_vetoed"]  # fmt: skip
+             "median_p_on_terminating", "avoidable_greedy_deaths", "avoidable_vetoed", "wrong_cells", "exact_frames",
+             "kept_0"]  # fmt: skip
     with pl.Config(
         tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=100,
         tbl_cols=20, tbl_width_chars=400,
