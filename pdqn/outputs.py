@@ -41,7 +41,8 @@ def run_tag(config: Config) -> str:
 def metric_rows(
     values: dict[str, np.ndarray], n: int, first_update: int, seeds: Sequence[int], metrics: Sequence[Metric]
 ) -> pl.DataFrame:
-    """One row per seed and update from a chunk's ``[seed, update]`` metric arrays, in declaration order."""
+    """One row per seed and update from a chunk's ``[seed, update]`` metric arrays, in declaration order; rows in
+    (update, seed) order, so that a run's rows do not depend on how its updates were cut into chunks (by time)."""
     frames = []
     for i, seed in enumerate(seeds):
         columns: dict[str, Any] = {
@@ -53,7 +54,7 @@ def metric_rows(
             columns[metric.name] = values[metric.name][i, :n].astype(np.float64)
         columns[TARGET_RETURN.name] = np.full(n, np.nan)
         frames.append(pl.DataFrame(columns))
-    return pl.concat(frames)
+    return pl.concat(frames).sort(UPDATE, SEED, maintain_order=True)
 
 
 def with_target_returns(frame: pl.DataFrame, seeds: Sequence[int], update: int, returns: np.ndarray) -> pl.DataFrame:
@@ -181,7 +182,7 @@ def first_seed(tree: Any) -> Any:
 
 
 def write_episode_gif(
-    config: Config, run_dir: Path, q_net: Any, acting_q: ActingQ | None, call: Callable[..., Any], log: Any
+    config: Config, run_dir: Path, q_net: Any, call: Callable[..., Any], log: Any, *, acting_q: ActingQ | None = None
 ) -> bool:
     """``RUN_DIR/episode.gif``: one greedy episode of ``q_net`` (see :func:`pdqn.render.write_policy_gif`), acting as
     the run's evaluations do (``acting_q``: the veto or search, or None), played through ``call``

@@ -373,7 +373,7 @@ class HostLoop:
         acts = self.trainer.acts_beyond_q(evaluation=True)
         q_net, planner_state = first_seed((self.states.learner.q_net, self.states.planner if acts else None))
         acting_q = self.trainer.acting_q(planner_state, evaluation=True)
-        if is_primary() and not write_episode_gif(self.config, self.run_dir, q_net, acting_q, self.stop.call, self.log):
+        if is_primary() and not write_episode_gif(self.config, self.run_dir, q_net, self.stop.call, self.log, acting_q=acting_q):
             self.interrupted()
 
     def interrupted(self) -> NoReturn:
