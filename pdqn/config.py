@@ -298,9 +298,15 @@ class LearnedModelConfig:
     termination_weight: float = 1.0
     """Weight of a terminating step in the termination loss, against 1 for the others: terminations are under 1 %
     of steps, so at 1 the model learns the base rate (experiments/decision-time)."""
+    termination_head: Literal["summary", "cells"] = "summary"
+    """Where the conv model's termination comes from: "summary" (the pooled features of the action-conditioned pass)
+    or "cells" (every cell's features without the action give a logit per action, pooled over the cells: one pass
+    for every action, so the veto's cost is one forward per state; experiments/decision-time)."""
 
     def __post_init__(self) -> None:
         p = "dyna.learned."
+        cells_need_conv = self.termination_head == "summary" or self.architecture == "conv"
+        _require(cells_need_conv, p + "termination_head", self.termination_head, '"summary" unless architecture is "conv"')
         weight = self.termination_weight
         _require(math.isfinite(weight) and weight >= 1.0, p + "termination_weight", weight, "a finite number >= 1")
         _positive_ints(p, self, ("epochs", "minibatches", "hidden", "features", "ensemble_size"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pdqn.acting import vetoed_q
-from pdqn.config import ConfigError, VetoConfig
+from pdqn.config import ConfigError, LearnedModelConfig, VetoConfig
 from pdqn.evaluation import evaluate_greedy
 from pdqn.rollout import collect
 from pdqn.train import Trainer
@@ -66,6 +66,22 @@ def test_pdqn_trains_and_evaluates_with_the_veto_over_either_model():
     assert "vetoed_action_rate" not in {m.name for m in Trainer(no_training).metrics}
 
 
+def test_the_cells_termination_head_trains_and_the_veto_acts_on_it():
+    learned = dict(architecture="conv", termination_head="cells", termination_weight=10.0)
+    trainer = Trainer(tiny_config(alg="pdqn", log_every=2, dyna=dict(veto=dict(threshold=0.5), learned=learned)))
+    initial = trainer.init_seeds()
+    states, metrics = jax.jit(trainer.run_chunk)(initial, jnp.asarray(2))
+    assert np.all(np.isfinite(np.asarray(metrics["vetoed_action_rate"])))
+    head = lambda s: s.planner.model.ensemble.members.cell_terminated_out.weight  # noqa: E731
+    assert np.max(np.abs(np.asarray(head(states)) - np.asarray(head(initial)))) > 0  # the termination loss reaches it
+
+
+def test_the_cells_termination_head_needs_the_conv_model():
+    with pytest.raises(ConfigError, match=r'^dyna\.learned\.termination_head=.cells. is invalid: must be "summary" unless'):
+        LearnedModelConfig(termination_head="cells")
+    assert LearnedModelConfig(architecture="conv", termination_head="cells").termination_head == "cells"
+
+
 @pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5, -0.1, float("nan")])
 def test_a_threshold_outside_the_unit_interval_is_refused(threshold):
     with pytest.raises(ConfigError, match=r"^dyna\.veto\.threshold=.* is invalid: must be in \(0, 1\) or None"):
@@ -74,15 +90,20 @@ def test_a_threshold_outside_the_unit_interval_is_refused(threshold):
         VetoConfig(threshold=0.5, training=False, evaluation=False)
 
 
-def test_termination_probabilities_are_the_models_prediction_for_each_row_and_action():
-    trainer = Trainer(tiny_config(alg="pdqn", dyna=dict(veto=dict(threshold=0.5))))
+@pytest.mark.parametrize("architecture, head", [("mlp", "summary"), ("conv", "summary"), ("conv", "cells")])
+@pytest.mark.parametrize("ensemble_size", [1, 2])
+def test_termination_probabilities_are_a_members_prediction_for_each_row_and_action(architecture, head, ensemble_size):
+    learned = dict(architecture=architecture, ensemble_size=ensemble_size, termination_head=head)
+    trainer = Trainer(tiny_config(alg="pdqn", dyna=dict(veto=dict(threshold=0.5), learned=learned)))
     model = trainer.planner.model  # type: ignore[attr-defined]  (the counterfactual planner's learned model)
     state = model.init(jax.random.PRNGKey(0))
     obs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.1, (5, *trainer.env.obs_shape)).astype(jnp.float32)
     actions = trainer.env.num_actions
-    p = model.termination_probabilities(state, obs, None, jax.random.PRNGKey(2), actions)
+    p = np.asarray(model.termination_probabilities(state, obs, None, jax.random.PRNGKey(2), actions))
     assert p.shape == (5, actions)
+    members = [jax.tree.map(lambda x, i=i: x[i], state.ensemble.members) for i in range(ensemble_size)]
     for a in range(actions):
-        member = jax.tree.map(lambda x: x[0], state.ensemble.members)  # one member: the ensemble of one
-        expected = jax.nn.sigmoid(member(obs, jnp.full(5, a, jnp.int32)).terminated_logit)
-        np.testing.assert_allclose(p[:, a], expected, rtol=1e-5)
+        expected = np.stack([jax.nn.sigmoid(m(obs, jnp.full(5, a, jnp.int32)).terminated_logit) for m in members])
+        assert np.all(np.min(np.abs(expected - p[:, a]), axis=0) < 1e-5), (a, expected, p[:, a])
+    if ensemble_size > 1:  # the members differ, and each pair takes one of them
+        assert np.max(np.abs(expected[0] - expected[1])) > 1e-3

@@ -21,6 +21,8 @@ it reads the stacked frames and predicts the newest frame of the next stack; the
 certainty, as the MLP model does.
 """
 
+from typing import Literal
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -28,6 +30,10 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from pdqn.models.base import CERTAIN_LOGIT, Prediction
 from pdqn.layers import Dense, LayerNorm
+
+TerminationHead = Literal["summary", "cells"]
+"""Where the termination logit comes from: the pooled summary of the action-conditioned features (one pass per
+action), or every cell's action-free features with a logit per action (one pass for every action)."""
 
 RADIUS = 2
 """Cells each side of a cell that its prediction reads: 5x5 neighbourhoods."""
@@ -63,12 +69,21 @@ class ConvDynamicsModel(eqx.Module):
     reward_head: Dense
     terminated_head: Dense
     skip_scale: Float[Array, " channels"]
+    cell_terminated_hidden: Dense | None
+    cell_terminated_out: Dense | None
     obs_shape: tuple[int, int, int] = eqx.field(static=True)
     num_actions: int = eqx.field(static=True)
     frames: int = eqx.field(static=True)
 
     def __init__(
-        self, obs_shape: tuple[int, int, int], num_actions: int, features: int, *, key: PRNGKeyArray, frames: int = 1
+        self,
+        obs_shape: tuple[int, int, int],
+        num_actions: int,
+        features: int,
+        *,
+        key: PRNGKeyArray,
+        frames: int = 1,
+        termination_head: TerminationHead = "summary",
     ):
         if obs_shape[2] % frames:
             raise ValueError(f"{obs_shape[2]} observation channels do not split into {frames} frames")
@@ -86,6 +101,10 @@ class ConvDynamicsModel(eqx.Module):
         self.reward_head = Dense(3 * features, 1, key=keys[5])
         self.terminated_head = Dense(3 * features, 1, key=keys[6])
         self.skip_scale = jnp.full((obs_shape[2] // frames,), 2.0, jnp.float32)
+        cells = termination_head == "cells"
+        k_hidden, k_out = jax.random.split(jax.random.fold_in(key, 1))
+        self.cell_terminated_hidden = Dense(features, features, key=k_hidden) if cells else None
+        self.cell_terminated_out = Dense(features, num_actions, key=k_out) if cells else None
 
     @property
     def frame_channels(self) -> int:
@@ -104,7 +123,35 @@ class ConvDynamicsModel(eqx.Module):
         self, obs: Float[Array, "batch height width channels"], action: Int[Array, " batch"]
     ) -> Prediction:
         one_hot = jax.nn.one_hot(action, self.num_actions)
-        h = jax.nn.relu(self.local_norm(self.local(jax.lax.stop_gradient(self.inputs(obs, one_hot)))))
+        no_action = self.first_layer_without_action(obs)
+        pred = self.predict(obs, no_action + self.local.weight[-self.num_actions :][action][:, None, None, :], one_hot)
+        if self.cell_terminated_out is None:
+            return pred
+        cell_logits = self.cell_terminated_logits(no_action)
+        return eqx.tree_at(lambda p: p.terminated_logit, pred, jnp.take_along_axis(cell_logits, action[:, None], 1)[:, 0])
+
+    def first_layer_without_action(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch height width features"]:
+        """The first layer's output with no action: the one-hot action is the layer's last inputs, so each action
+        adds its own row of the weights to this, and the neighbourhood part (most of the model's work) is shared."""
+        zeros = jnp.zeros((obs.shape[0], self.num_actions))
+        return self.local(jax.lax.stop_gradient(self.inputs(obs, zeros)))
+
+    def cell_terminated_logits(self, no_action: Float[Array, "batch height width features"]) -> Float[Array, "batch actions"]:
+        """The "cells" termination head: every cell's features (without the action) give a logit per action that the
+        episode ends there, and the cells' logits pool by log-sum-exp (a soft "does it end at any cell")."""
+        assert self.cell_terminated_hidden is not None and self.cell_terminated_out is not None
+        h = jax.nn.relu(self.cell_terminated_hidden(jax.nn.relu(self.local_norm(no_action))))
+        logits = self.cell_terminated_out(h)
+        return jax.nn.logsumexp(logits.reshape(logits.shape[0], -1, self.num_actions), axis=1)
+
+    def predict(
+        self,
+        obs: Float[Array, "batch height width channels"],
+        first: Float[Array, "batch height width features"],
+        one_hot: Float[Array, "batch actions"],
+    ) -> Prediction:
+        """The prediction from the first layer's output ``first`` (before its normalisation)."""
+        h = jax.nn.relu(self.local_norm(first))
         g = jax.nn.relu(self.global_in(jnp.concatenate([pooled(h), one_hot], axis=-1)))
         scale, shift = jnp.split(self.film(g), 2, axis=-1)
         h = jax.nn.relu(self.mixed_norm(self.mixed(h)) * (1.0 + scale[:, None, None, :]) + shift[:, None, None, :])
@@ -119,3 +166,18 @@ class ConvDynamicsModel(eqx.Module):
             reward=self.reward_head(summary)[:, 0],
             terminated_logit=self.terminated_head(summary)[:, 0],
         )
+
+    def terminated_logits(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch actions"]:
+        """Every action's termination logit, ``self(obs, a).terminated_logit`` for each ``a``: from the shared
+        first layer, one pass of the "cells" head, or the rest of the network once per action."""
+        batch = obs.shape[0]
+        no_action = self.first_layer_without_action(obs)
+        if self.cell_terminated_out is not None:
+            return self.cell_terminated_logits(no_action)
+        action_rows = self.local.weight[-self.num_actions :]
+
+        def logit(action):
+            one_hot = jnp.broadcast_to(jax.nn.one_hot(action, self.num_actions), (batch, self.num_actions))
+            return self.predict(obs, no_action + action_rows[action], one_hot).terminated_logit
+
+        return jax.vmap(logit, out_axes=1)(jnp.arange(self.num_actions))

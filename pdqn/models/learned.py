@@ -37,7 +37,7 @@ from pdqn.metrics import (
     Metric,
 )
 from pdqn.models.base import Metrics, Prediction, StepModel, WorldModel, threshold_cells
-from pdqn.models.conv import ConvDynamicsModel
+from pdqn.models.conv import ConvDynamicsModel, TerminationHead
 from pdqn.models.mlp import DynamicsModel
 from pdqn.q_update import sgd_epochs
 from pdqn.rollout import Rollout
@@ -186,6 +186,7 @@ class LearnedModel(WorldModel):
     epochs: int = eqx.field(static=True)
     minibatches: int = eqx.field(static=True)
     termination_weight: float = eqx.field(static=True, default=1.0)
+    termination_head: TerminationHead = eqx.field(static=True, default="summary")
 
     @classmethod
     def build(
@@ -206,11 +207,14 @@ class LearnedModel(WorldModel):
             epochs=config.epochs,
             minibatches=config.minibatches,
             termination_weight=config.termination_weight,
+            termination_head=config.termination_head,
         )
 
     def member(self, key: PRNGKeyArray) -> eqx.Module:
         if self.architecture == "conv":
-            return ConvDynamicsModel(self.obs_shape, self.num_actions, self.features, key=key, frames=self.frames)
+            return ConvDynamicsModel(
+                self.obs_shape, self.num_actions, self.features, key=key, frames=self.frames, termination_head=self.termination_head
+            )
         return DynamicsModel(self.obs_shape, self.num_actions, self.hidden, key=key, frames=self.frames)
 
     def init(self, key: PRNGKeyArray) -> LearnedState:
@@ -250,6 +254,15 @@ class LearnedModel(WorldModel):
 
     def stepper(self, state: LearnedState) -> StepModel:
         return ensemble_stepper(state.ensemble)
+
+    def termination_probabilities(
+        self, state: LearnedState, obs: Float[Array, "batch height width channels"], carry: Any, key: PRNGKeyArray, num_actions: int
+    ) -> Float[Array, "batch actions"]:
+        """As :meth:`WorldModel.termination_probabilities` (one randomly drawn member per state and action), from one
+        pass of each member for every action (the veto asks at every behaviour step, so this is its cost)."""
+        logits = eqx.filter_vmap(lambda m: m.terminated_logits(obs))(state.ensemble.members)
+        member = jax.random.randint(key, logits.shape[1:], 0, self.size)
+        return jax.nn.sigmoid(jnp.take_along_axis(logits, member[None], axis=0)[0])
 
     @property
     def metrics(self) -> tuple[Metric, ...]:

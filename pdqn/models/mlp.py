@@ -68,8 +68,13 @@ class DynamicsModel(eqx.Module):
     ) -> Prediction:
         batch = obs.shape[0]
         one_hot = jax.nn.one_hot(action, self.num_actions)
-        x = jnp.concatenate([obs.reshape(batch, -1), one_hot], axis=-1)
-        x = jax.nn.relu(self.encoder_norm(self.encoder(x)))
+        return self.predict(obs, self.encoder(jnp.concatenate([obs.reshape(batch, -1), one_hot], axis=-1)), one_hot)
+
+    def predict(
+        self, obs: Float[Array, "batch height width channels"], first: Float[Array, "batch hidden"], one_hot: Float[Array, "batch actions"]
+    ) -> Prediction:
+        """The prediction from the encoder's output ``first`` (before its normalisation)."""
+        x = jax.nn.relu(self.encoder_norm(first))
         x = jax.nn.relu(self.trunk_norm(self.trunk(jnp.concatenate([x, one_hot], axis=-1))))
         newest = obs[..., obs.shape[-1] - self.frame_channels :]
         logits = self.obs_head(x).reshape(newest.shape) + (2.0 * newest - 1.0) * self.skip_scale
@@ -81,3 +86,16 @@ class DynamicsModel(eqx.Module):
             reward=self.reward_head(x)[:, 0],
             terminated_logit=self.terminated_head(x)[:, 0],
         )
+
+    def terminated_logits(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch actions"]:
+        """Every action's termination logit, ``self(obs, a).terminated_logit`` for each ``a``, with the observation's
+        part of the encoder computed once (the one-hot action is the encoder's last inputs)."""
+        batch = obs.shape[0]
+        no_action = self.encoder(jnp.concatenate([obs.reshape(batch, -1), jnp.zeros((batch, self.num_actions))], axis=-1))
+        action_rows = self.encoder.weight[-self.num_actions :]
+
+        def logit(action):
+            one_hot = jnp.broadcast_to(jax.nn.one_hot(action, self.num_actions), (batch, self.num_actions))
+            return self.predict(obs, no_action + action_rows[action], one_hot).terminated_logit
+
+        return jax.vmap(logit, out_axes=1)(jnp.arange(self.num_actions))
