@@ -26,7 +26,7 @@ import tyro
 
 # Nothing imported here starts JAX's backend: a multi-process run must call jax.distributed.initialize() first.
 from pdqn.checkpoint import CheckpointError, list_checkpoints, verify_latest
-from pdqn.cli import USAGE_ERROR, fail, parse
+from pdqn.cli import INTERRUPTED, USAGE_ERROR, fail, parse
 from pdqn.config import Config, DistributedConfig
 from pdqn.devices import DistributedError, check_seeds, resolve_distributed, start_distributed, stop_distributed
 from pdqn.rundir import SUMMARY_FILE, RunDirError, check_writable, default_run_dir, prepare, read_config
@@ -129,7 +129,11 @@ def main(args: list[str] | None = None) -> int:
     """Parse, train, and turn the outcome into an exit status. Stop signals are listened to from the start:
     one that arrives before training is answered as soon as the run starts (its config saved)."""
     with StopSignals() as stop:
-        return train(sys.argv[1:] if args is None else args, stop)
+        try:
+            return train(sys.argv[1:] if args is None else args, stop)
+        except KeyboardInterrupt:  # a second SIGINT acts at once; what is written is written atomically
+            print(f"{PROG}: stopped at once by a second SIGINT (every file written so far is complete)", file=sys.stderr)
+            return INTERRUPTED
 
 
 def train(args: Sequence[str], stop: StopSignals) -> int:
