@@ -7,6 +7,7 @@ line, before a multi-process run is started.
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -20,7 +21,10 @@ class StopSignals:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: Callable[[int], None] | None = None) -> None:
+        """``at_once(signum)``: what a second signal does (an entry point ends the process there, so that a second
+        Ctrl-C at any moment, teardown included, ends it with one line); None: the handler that was there before."""
+        self.at_once = at_once
         self.received: int | None = None
         self.previous: dict[int, Any] = {}
         self.deferred = False
@@ -32,8 +36,11 @@ class StopSignals:
         return self.received is not None and not self.deferred
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None and self.at_once is not None:
+            self.at_once(signum)
         self.received = signum
-        signal.signal(signum, self.previous.get(signum, signal.SIG_DFL))
+        if self.at_once is None:
+            signal.signal(signum, self.previous.get(signum, signal.SIG_DFL))
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():

@@ -17,16 +17,17 @@ after saving a checkpoint (once "writing to RUN_DIR" is printed, a stop at any m
 
 import dataclasses
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import tyro
 
 # Nothing imported here starts JAX's backend: a multi-process run must call jax.distributed.initialize() first.
 from pdqn.checkpoint import CheckpointError, list_checkpoints, verify_latest
-from pdqn.cli import INTERRUPTED, USAGE_ERROR, fail, parse
+from pdqn.cli import USAGE_ERROR, fail, parse
 from pdqn.config import Config, DistributedConfig
 from pdqn.devices import DistributedError, check_seeds, resolve_distributed, start_distributed, stop_distributed
 from pdqn.rundir import SUMMARY_FILE, RunDirError, check_writable, default_run_dir, prepare, read_config
@@ -125,15 +126,31 @@ def start_processes(flags: DistributedConfig, config: Config, run_dir: Path, res
         fail(str(err))
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, *, end_stopped: bool = False) -> int:
     """Parse, train, and turn the outcome into an exit status. Stop signals are listened to from the start:
-    one that arrives before training is answered as soon as the run starts (its config saved)."""
-    with StopSignals() as stop:
-        try:
-            return train(sys.argv[1:] if args is None else args, stop)
-        except KeyboardInterrupt:  # a second SIGINT acts at once; what is written is written atomically
-            print(f"{PROG}: stopped at once by a second SIGINT (every file written so far is complete)", file=sys.stderr)
-            return INTERRUPTED
+    one that arrives before training is answered as soon as the run starts (its config saved). With
+    ``end_stopped`` (the program itself), a stopped run ends the process while still listening, and a second
+    signal at any moment ends it at once with one line."""
+    with StopSignals(at_once=end_at_once if end_stopped else None) as stop:
+        status = train(sys.argv[1:] if args is None else args, stop)
+        if end_stopped and status in STOPPED_EXITS:
+            end_now(status)
+        return status
+
+
+def end_at_once(signum: int) -> None:
+    """A second stop signal: end the process now (every file is written atomically, so none is left half-written)."""
+    print(f"{PROG}: stopped at once by a second {signal.Signals(signum).name}", file=sys.stderr)
+    end_now(128 + signum)
+
+
+def end_now(status: int) -> NoReturn:
+    """A stop abandons work still running: a compile in a thread (XLA aborts the process, "FATAL: exception not
+    rethrown", if Python is finalised around it) or a chunk on the device (finalising waits for it, seconds). Every
+    output is already written and closed: end now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def train(args: Sequence[str], stop: StopSignals) -> int:
@@ -171,12 +188,4 @@ def train(args: Sequence[str], stop: StopSignals) -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    if status in STOPPED_EXITS:
-        # A stop abandons work still running: a compile in a thread (XLA aborts the process, "FATAL: exception
-        # not rethrown", if Python is finalised around it) or a chunk on the device (finalising waits for it,
-        # seconds). Every output is already written and closed: end now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    sys.exit(status)
+    sys.exit(main(end_stopped=True))
