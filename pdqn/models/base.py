@@ -54,6 +54,24 @@ def sample_cells(key: PRNGKeyArray, logits: Float[Array, "*shape"]) -> Float[Arr
     return jax.random.bernoulli(key, jax.nn.sigmoid(logits)).astype(jnp.float32)
 
 
+def every_action_terminated_logits(
+    predict: Callable[..., Prediction],
+    obs: Float[Array, "batch height width channels"],
+    first_without_action: Float[Array, "batch ..."],
+    action_rows: Float[Array, "actions units"],
+) -> Float[Array, "batch actions"]:
+    """``predict(obs, first, one_hot).terminated_logit`` for every action, for a network whose first layer takes the
+    one-hot action as its last inputs: ``first_without_action`` (that layer with no action) is computed once and each
+    action adds its own row of the weights, ``action_rows``."""
+    batch, num_actions = obs.shape[0], action_rows.shape[0]
+
+    def logit(action):
+        one_hot = jnp.broadcast_to(jax.nn.one_hot(action, num_actions), (batch, num_actions))
+        return predict(obs, first_without_action + action_rows[action], one_hot).terminated_logit
+
+    return jax.vmap(logit, out_axes=1)(jnp.arange(num_actions))
+
+
 class WorldModel(eqx.Module):
     """Abstract world model; see the module docstring for the protocol."""
 

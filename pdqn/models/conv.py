@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from pdqn.models.base import CERTAIN_LOGIT, Prediction
+from pdqn.models.base import CERTAIN_LOGIT, Prediction, every_action_terminated_logits
 from pdqn.layers import Dense, LayerNorm
 
 TerminationHead = Literal["summary", "cells"]
@@ -170,14 +170,7 @@ class ConvDynamicsModel(eqx.Module):
     def terminated_logits(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch actions"]:
         """Every action's termination logit, ``self(obs, a).terminated_logit`` for each ``a``: from the shared
         first layer, one pass of the "cells" head, or the rest of the network once per action."""
-        batch = obs.shape[0]
         no_action = self.first_layer_without_action(obs)
         if self.cell_terminated_out is not None:
             return self.cell_terminated_logits(no_action)
-        action_rows = self.local.weight[-self.num_actions :]
-
-        def logit(action):
-            one_hot = jnp.broadcast_to(jax.nn.one_hot(action, self.num_actions), (batch, self.num_actions))
-            return self.predict(obs, no_action + action_rows[action], one_hot).terminated_logit
-
-        return jax.vmap(logit, out_axes=1)(jnp.arange(self.num_actions))
+        return every_action_terminated_logits(self.predict, obs, no_action, self.local.weight[-self.num_actions :])

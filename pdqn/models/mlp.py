@@ -11,7 +11,7 @@ import equinox as eqx
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from pdqn.layers import Dense, LayerNorm
-from pdqn.models.base import CERTAIN_LOGIT, Prediction
+from pdqn.models.base import CERTAIN_LOGIT, Prediction, every_action_terminated_logits
 
 
 class DynamicsModel(eqx.Module):
@@ -92,10 +92,4 @@ class DynamicsModel(eqx.Module):
         part of the encoder computed once (the one-hot action is the encoder's last inputs)."""
         batch = obs.shape[0]
         no_action = self.encoder(jnp.concatenate([obs.reshape(batch, -1), jnp.zeros((batch, self.num_actions))], axis=-1))
-        action_rows = self.encoder.weight[-self.num_actions :]
-
-        def logit(action):
-            one_hot = jnp.broadcast_to(jax.nn.one_hot(action, self.num_actions), (batch, self.num_actions))
-            return self.predict(obs, no_action + action_rows[action], one_hot).terminated_logit
-
-        return jax.vmap(logit, out_axes=1)(jnp.arange(self.num_actions))
+        return every_action_terminated_logits(self.predict, obs, no_action, self.encoder.weight[-self.num_actions :])
