@@ -300,8 +300,9 @@ class LearnedModelConfig:
     of steps, so at 1 the model learns the base rate (experiments/decision-time)."""
     termination_head: Literal["summary", "cells"] = "summary"
     """Where the conv model's termination comes from: "summary" (the pooled features of the action-conditioned pass)
-    or "cells" (every cell's features without the action give a logit per action, pooled over the cells: one pass
-    for every action, so the veto's cost is one forward per state; experiments/decision-time)."""
+    or "cells" (every cell's features without the action give a logit per action, and their pooled summary one more
+    for deaths no neighbourhood shows, log-sum-exp over them: one pass for every action, so the veto's cost is one
+    forward per state; experiments/decision-time)."""
 
     def __post_init__(self) -> None:
         p = "dyna.learned."

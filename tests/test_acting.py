@@ -72,7 +72,7 @@ def test_the_cells_termination_head_trains_and_the_veto_acts_on_it():
     initial = trainer.init_seeds()
     states, metrics = jax.jit(trainer.run_chunk)(initial, jnp.asarray(2))
     assert np.all(np.isfinite(np.asarray(metrics["vetoed_action_rate"])))
-    head = lambda s: s.planner.model.ensemble.members.cell_terminated_out.weight  # noqa: E731
+    head = lambda s: s.planner.model.ensemble.members.cells_termination.global_out.weight  # noqa: E731
     assert np.max(np.abs(np.asarray(head(states)) - np.asarray(head(initial)))) > 0  # the termination loss reaches it
 
 

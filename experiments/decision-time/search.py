@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import polars as pl
 
-from pdqn.checkpoint import load_policy, select_seed
+from pdqn.checkpoint import CheckpointError, load_policy, select_seed
 from pdqn.envs import make_env
 from pdqn.evaluation import evaluate_episodes
 from pdqn.models import LearnedModel, OracleModel, make_model
@@ -101,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     path = args.out / "search.csv"
     if args.run_dirs:
-        models = learned_models(args.models)
-        rows = [row for run_dir in args.run_dirs for row in measure(run_dir, args.episodes, args.multiples, models, args.seed, args.real_game)]
+        try:
+            models = learned_models(args.models)
+            rows = [row for run_dir in args.run_dirs for row in measure(run_dir, args.episodes, args.multiples, models, args.seed, args.real_game)]
+        except CheckpointError as err:  # a run that is missing or unfinished: one line, not a traceback
+            raise SystemExit(f"error: {err}") from None
         args.out.mkdir(parents=True, exist_ok=True)
         frame = pl.DataFrame(rows)
         if path.exists():  # several invocations add to one table; a rerun replaces the rows of its runs and policies

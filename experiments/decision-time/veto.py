@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from pdqn.acting import Veto
-from pdqn.checkpoint import load_policy, select_seed
+from pdqn.checkpoint import CheckpointError, load_policy, select_seed
 from pdqn.envs import make_env
 from pdqn.evaluation import evaluate_greedy
 from pdqn.models import LearnedModel, OracleModel, make_model
@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     veto, term = [], []
     for run_dir in args.run_dirs:
-        rows = measure(run_dir, args.episodes, args.steps, args.thresholds, args.seed)
+        try:
+            rows = measure(run_dir, args.episodes, args.steps, args.thresholds, args.seed)
+        except CheckpointError as err:  # a run that is missing or unfinished: one line, not a traceback
+            raise SystemExit(f"error: {err}") from None
         veto += rows[0]
         term += rows[1]
     args.out.mkdir(parents=True, exist_ok=True)

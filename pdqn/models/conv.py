@@ -15,6 +15,12 @@ carries the global events:
     next = W_o h + skip * (2 * frame - 1)                    the residual "copy the current frame" path
     reward, terminated = heads([mean_cells(h), max_cells(h), g])
 
+With ``termination_head="cells"`` the termination logit comes instead from the first layer's features without the
+action (one pass answers every action, which the veto needs): a logit per action at every cell, for the deaths a
+cell's neighbourhood shows (a collision), and one from the pooled cells, for those it does not (Seaquest's oxygen,
+or surfacing with no diver: the submarine at the top row and the diver gauge at the bottom). They pool by
+log-sum-exp, a soft "it ends at some cell or for a global reason".
+
 The neighbourhood is read from the input, which needs no gradient, so every trained layer is a plain matrix
 product over cells (fast on a CPU, unlike the gradient of a stack of 3x3 convolutions). With ``frames > 1``
 it reads the stacked frames and predicts the newest frame of the next stack; the older ones are copied with
@@ -56,6 +62,30 @@ def pooled(h: Float[Array, "batch height width features"]) -> Float[Array, "batc
     return jnp.concatenate([jnp.mean(h, axis=(1, 2)), jnp.max(h, axis=(1, 2))], axis=-1)
 
 
+class CellsTermination(eqx.Module):
+    """The "cells" termination head: from every cell's action-free features, a logit per action that the episode
+    ends at that cell, and one per action from the pooled cells that it ends for a global reason; log-sum-exp over
+    all of them."""
+
+    cell_hidden: Dense
+    cell_out: Dense
+    global_hidden: Dense
+    global_out: Dense
+
+    def __init__(self, features: int, num_actions: int, *, key: PRNGKeyArray):
+        keys = jax.random.split(key, 4)
+        self.cell_hidden = Dense(features, features, key=keys[0])
+        self.cell_out = Dense(features, num_actions, key=keys[1])
+        self.global_hidden = Dense(2 * features, features, key=keys[2])
+        self.global_out = Dense(features, num_actions, key=keys[3])
+
+    def __call__(self, h: Float[Array, "batch height width features"]) -> Float[Array, "batch actions"]:
+        cells = self.cell_out(jax.nn.relu(self.cell_hidden(h)))
+        cells = cells.reshape(cells.shape[0], -1, cells.shape[-1])
+        overall = self.global_out(jax.nn.relu(self.global_hidden(pooled(h))))
+        return jax.nn.logsumexp(jnp.concatenate([cells, overall[:, None, :]], axis=1), axis=1)
+
+
 class ConvDynamicsModel(eqx.Module):
     """See the module docstring."""
 
@@ -69,8 +99,7 @@ class ConvDynamicsModel(eqx.Module):
     reward_head: Dense
     terminated_head: Dense
     skip_scale: Float[Array, " channels"]
-    cell_terminated_hidden: Dense | None
-    cell_terminated_out: Dense | None
+    cells_termination: CellsTermination | None
     obs_shape: tuple[int, int, int] = eqx.field(static=True)
     num_actions: int = eqx.field(static=True)
     frames: int = eqx.field(static=True)
@@ -102,9 +131,7 @@ class ConvDynamicsModel(eqx.Module):
         self.terminated_head = Dense(3 * features, 1, key=keys[6])
         self.skip_scale = jnp.full((obs_shape[2] // frames,), 2.0, jnp.float32)
         cells = termination_head == "cells"
-        k_hidden, k_out = jax.random.split(jax.random.fold_in(key, 1))
-        self.cell_terminated_hidden = Dense(features, features, key=k_hidden) if cells else None
-        self.cell_terminated_out = Dense(features, num_actions, key=k_out) if cells else None
+        self.cells_termination = CellsTermination(features, num_actions, key=jax.random.fold_in(key, 1)) if cells else None
 
     @property
     def frame_channels(self) -> int:
@@ -125,24 +152,16 @@ class ConvDynamicsModel(eqx.Module):
         one_hot = jax.nn.one_hot(action, self.num_actions)
         no_action = self.first_layer_without_action(obs)
         pred = self.predict(obs, no_action + self.local.weight[-self.num_actions :][action][:, None, None, :], one_hot)
-        if self.cell_terminated_out is None:
+        if self.cells_termination is None:
             return pred
-        cell_logits = self.cell_terminated_logits(no_action)
-        return eqx.tree_at(lambda p: p.terminated_logit, pred, jnp.take_along_axis(cell_logits, action[:, None], 1)[:, 0])
+        logits = self.cells_termination(jax.nn.relu(self.local_norm(no_action)))
+        return eqx.tree_at(lambda p: p.terminated_logit, pred, jnp.take_along_axis(logits, action[:, None], 1)[:, 0])
 
     def first_layer_without_action(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch height width features"]:
         """The first layer's output with no action: the one-hot action is the layer's last inputs, so each action
         adds its own row of the weights to this, and the neighbourhood part (most of the model's work) is shared."""
         zeros = jnp.zeros((obs.shape[0], self.num_actions))
         return self.local(jax.lax.stop_gradient(self.inputs(obs, zeros)))
-
-    def cell_terminated_logits(self, no_action: Float[Array, "batch height width features"]) -> Float[Array, "batch actions"]:
-        """The "cells" termination head: every cell's features (without the action) give a logit per action that the
-        episode ends there, and the cells' logits pool by log-sum-exp (a soft "does it end at any cell")."""
-        assert self.cell_terminated_hidden is not None and self.cell_terminated_out is not None
-        h = jax.nn.relu(self.cell_terminated_hidden(jax.nn.relu(self.local_norm(no_action))))
-        logits = self.cell_terminated_out(h)
-        return jax.nn.logsumexp(logits.reshape(logits.shape[0], -1, self.num_actions), axis=1)
 
     def predict(
         self,
@@ -171,6 +190,6 @@ class ConvDynamicsModel(eqx.Module):
         """Every action's termination logit, ``self(obs, a).terminated_logit`` for each ``a``: from the shared
         first layer, one pass of the "cells" head, or the rest of the network once per action."""
         no_action = self.first_layer_without_action(obs)
-        if self.cell_terminated_out is not None:
-            return self.cell_terminated_logits(no_action)
+        if self.cells_termination is not None:
+            return self.cells_termination(jax.nn.relu(self.local_norm(no_action)))
         return every_action_terminated_logits(self.predict, obs, no_action, self.local.weight[-self.num_actions :])
