@@ -256,6 +256,9 @@ def test_a_second_sigint_stops_at_once_with_one_line_and_resume_finishes_the_run
         started.wait(timeout=STOP_SECONDS)
     assert started.proc.returncode == 130, started.lines
     assert not any("Traceback" in line for line in started.lines), started.lines
+    second = [line for line in started.lines if "stopped at once by a second SIGINT" in line]
+    first = [line for line in started.lines if "SIGINT" in line and line not in second]
+    assert len(second) <= 1 and len(first) <= 1, started.lines  # at most one line for each signal
     result = resume(run_dir)
     assert result.returncode == 0, result.stderr
     assert_same_run(run_dir, reference)

@@ -154,7 +154,7 @@ class ConvDynamicsModel(eqx.Module):
         pred = self.predict(obs, no_action + self.local.weight[-self.num_actions :][action][:, None, None, :], one_hot)
         if self.cells_termination is None:
             return pred
-        logits = self.cells_termination(jax.nn.relu(self.local_norm(no_action)))
+        logits = self.cells_terminated_logits(no_action)
         return eqx.tree_at(lambda p: p.terminated_logit, pred, jnp.take_along_axis(logits, action[:, None], 1)[:, 0])
 
     def first_layer_without_action(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch height width features"]:
@@ -162,6 +162,11 @@ class ConvDynamicsModel(eqx.Module):
         adds its own row of the weights to this, and the neighbourhood part (most of the model's work) is shared."""
         zeros = jnp.zeros((obs.shape[0], self.num_actions))
         return self.local(jax.lax.stop_gradient(self.inputs(obs, zeros)))
+
+    def cells_terminated_logits(self, no_action: Float[Array, "batch height width features"]) -> Float[Array, "batch actions"]:
+        """The "cells" head's logit for every action, from the first layer's output without the action."""
+        assert self.cells_termination is not None
+        return self.cells_termination(jax.nn.relu(self.local_norm(no_action)))
 
     def predict(
         self,
@@ -191,5 +196,5 @@ class ConvDynamicsModel(eqx.Module):
         first layer, one pass of the "cells" head, or the rest of the network once per action."""
         no_action = self.first_layer_without_action(obs)
         if self.cells_termination is not None:
-            return self.cells_termination(jax.nn.relu(self.local_norm(no_action)))
+            return self.cells_terminated_logits(no_action)
         return every_action_terminated_logits(self.predict, obs, no_action, self.local.weight[-self.num_actions :])
