@@ -30,7 +30,7 @@ CAUSES = ("oxygen", "surfacing", "collision")
 
 def sample(env, q_net, model, model_state, key, steps: int):
     """Per visited state and action: real fatality, its cause (index into CAUSES), the model's probability."""
-    actions = env.num_actions
+    actions, channels = env.num_actions, env.frame_shape[-1]
     k_reset, k_run = jax.random.split(key)
     obs, state, stats = env.reset(k_reset)
 
@@ -40,8 +40,10 @@ def sample(env, q_net, model, model_state, key, steps: int):
         repeat = lambda x: jnp.repeat(x, actions, axis=0)  # noqa: E731
         tried = jnp.tile(jnp.arange(actions, dtype=jnp.int32), env.num_envs)
         real, _ = env.transition(k_real, jax.tree.map(repeat, state), tried)
-        surfaced = jnp.any(real.final_obs[:, 0, :, 0] > 0.5, axis=-1) & (repeat(state.sub_y) == 1)
-        cause = jnp.where(repeat(state.oxygen) <= 0, 0, jnp.where(surfaced & (repeat(state.diver_count) == 0), 1, 2))
+        game = state.game if env.frames > 1 else state  # the game's own state under the frame stack
+        newest_sub = real.final_obs[:, 0, :, -channels]  # the newest frame's submarine channel, top row
+        surfaced = jnp.any(newest_sub > 0.5, axis=-1) & (repeat(game.sub_y) == 1)
+        cause = jnp.where(repeat(game.oxygen) <= 0, 0, jnp.where(surfaced & (repeat(game.diver_count) == 0), 1, 2))
         p = model.termination_probabilities(model_state, obs, None, k_model, actions)
         q = q_net(obs)
         out, state, stats = env.step(k_env, state, stats, jnp.argmax(q, axis=-1))
@@ -58,8 +60,8 @@ def measure(run_dir: Path, steps: int, threshold: float, seed: int) -> list[dict
         raise SystemExit(f"error: {run_dir} is a {config.env} run; this script reads Seaquest's state")
     env = make_env(config.env, 128, config.frame_stack, sticky_actions=config.sticky_actions)
     model = make_model(config.dyna, env, config.pqn.batch_size)
-    if not config.planning or not isinstance(model, LearnedModel) or config.frame_stack != 1 or config.sticky_actions:
-        raise SystemExit(f"error: {run_dir} needs a learned model, one frame and no sticky actions")
+    if not config.planning or not isinstance(model, LearnedModel) or config.sticky_actions:
+        raise SystemExit(f"error: {run_dir} needs a learned model and no sticky actions")
     rows = []
     for index, run_seed in enumerate(config.seeds):
         q_net, model_state = select_seed(tree["q_net"], index), select_seed(tree["planner"].model, index)

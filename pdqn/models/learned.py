@@ -165,8 +165,10 @@ class LearnedState(eqx.Module):
     opt_state: Any
 
 
-OPEN_LOOP_WINDOWS = 512
-"""Windows of real steps per update on which the multi-step exact rates are measured."""
+OPEN_LOOP_WINDOWS = 64
+"""Windows of real steps per update on which the multi-step exact rates are measured. Every update is logged, so the
+rates are averaged over many updates anyway; 512 windows (8 forward passes of 512 rows) cost the conv model more
+than its training (Asterix: 3.2-3.4x PQN's time per update against 4.0-4.2x with 512, docs/speed.md)."""
 
 
 class LearnedModel(WorldModel):
