@@ -167,8 +167,9 @@ class LearnedState(eqx.Module):
 
 OPEN_LOOP_WINDOWS = 64
 """Windows of real steps per update on which the multi-step exact rates are measured. Every update is logged, so the
-rates are averaged over many updates anyway; 512 windows (8 forward passes of 512 rows) cost the conv model more
-than its training (Asterix: 3.2-3.4x PQN's time per update against 4.0-4.2x with 512, docs/speed.md)."""
+rates are averaged over many updates anyway; 512 windows (8 forward passes of 512 rows) took a fifth of the conv
+model's PDQN update (Asterix, paired on a loaded machine: 3.24-3.36x PQN's time per update against 3.98-4.23x with
+512; idle today 2.81-2.84x, docs/speed.md)."""
 
 
 class LearnedModel(WorldModel):
