@@ -320,6 +320,39 @@ class LearnedModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TerminationModelConfig:
+    """The termination model (--dyna.model termination): every action's probability of ending the episode and nothing
+    else, from the conv model's per-cell first layer and its "cells" head, trained on every update's real batch. It
+    cannot imagine, so it serves only the veto (--dyna.planner none; pdqn/models/termination.py)."""
+
+    lr: float = 1e-3
+    """Learning rate."""
+    fraction: float = 0.5
+    """Fraction of each update's real transitions it trains on (a fresh random subset each update)."""
+    epochs: int = 1
+    """Passes over its share of each update's real batch."""
+    minibatches: int = 8
+    """Minibatches per epoch; must divide fraction * pqn.num_envs * pqn.num_steps."""
+    features: int = 32
+    """Features per cell."""
+    termination_weight: float = 10.0
+    """Weight of a terminating step in the loss, against 1 for the others (10: the learned model's screen on Asterix,
+    experiments/decision-time)."""
+
+    def __post_init__(self) -> None:
+        p = "dyna.termination."
+        weight = self.termination_weight
+        _require(math.isfinite(weight) and weight >= 1.0, p + "termination_weight", weight, "a finite number >= 1")
+        _positive_ints(p, self, ("epochs", "minibatches", "features"))
+        _require(math.isfinite(self.lr) and self.lr > 0, p + "lr", self.lr, "a finite number > 0")
+        _require(math.isfinite(self.fraction) and 0.0 < self.fraction <= 1.0, p + "fraction", self.fraction, "in (0, 1]")
+
+    def batch_size(self, real_batch_size: int) -> int:
+        """Real transitions it trains on per update, of the update's ``real_batch_size``."""
+        return int(round(self.fraction * real_batch_size))
+
+
+@dataclasses.dataclass(frozen=True)
 class VetoConfig:
     """Acting with the world model (--dyna.model): the termination veto, greedy Q among the actions the model does
     not expect to end the episode (pdqn/acting.py)."""
@@ -342,8 +375,8 @@ class VetoConfig:
         _require(used, p + "threshold", threshold, "None when the veto is used neither in training nor in evaluation")
 
 
-PlannerName = Literal["counterfactual", "dyna", "value_expansion", "search"]
-ModelName = Literal["learned", "oracle"]
+PlannerName = Literal["counterfactual", "dyna", "value_expansion", "search", "none"]
+ModelName = Literal["learned", "oracle", "termination"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,10 +386,13 @@ class PlanningConfig:
     planner: PlannerName = "counterfactual"
     """How the world model trains the Q-network: "counterfactual" (the default: the only planner whose learned model
     beat compute-matched PQN on any game, at 1.5x PQN's cost, experiments/planner-screen), "dyna",
-    "value_expansion" or "search" (decision-time search, acting and targets). Each planner's knobs are in its own group below (--dyna.NAME.*); pdqn/planners/."""
+    "value_expansion", "search" (decision-time search, acting and targets) or "none" (the model trains but the
+    Q-network learns from real data alone, as PQN's: the model is there for the termination veto, --dyna.veto.*).
+    Each planner's knobs are in its own group below (--dyna.NAME.*); pdqn/planners/."""
     model: ModelName = "learned"
-    """The world model the planner imagines with: "learned" (knobs in --dyna.learned.*) or "oracle" (the real game
-    stepped from the rollout's real states: a perfect model, the ceiling of what planning can give)."""
+    """The world model the planner imagines with: "learned" (knobs in --dyna.learned.*), "oracle" (the real game
+    stepped from the rollout's real states: a perfect model, the ceiling of what planning can give) or "termination"
+    (termination only, for the veto with --dyna.planner none; knobs in --dyna.termination.*)."""
     planning_delay: int = 20
     """Updates before planning starts (the model trains from the first update; before it every planner leaves the
     Q-network as the compute-matched control would)."""
@@ -370,6 +406,8 @@ class PlanningConfig:
     """The search planner."""
     learned: LearnedModelConfig = dataclasses.field(default_factory=LearnedModelConfig)
     """The learned world model."""
+    termination: TerminationModelConfig = dataclasses.field(default_factory=TerminationModelConfig)
+    """The termination model."""
     veto: VetoConfig = dataclasses.field(default_factory=VetoConfig)
     """Acting with the world model."""
 
@@ -382,6 +420,20 @@ class PlanningConfig:
             threshold,
             "None with --dyna.planner search (search acts already; its root values see the model's terminations)",
         )
+        _require(
+            self.model != "termination" or self.planner == "none",
+            "dyna.model",
+            self.model,
+            '"learned" or "oracle" with a planner that imagines (the termination model predicts no frames; with it, '
+            "pass --dyna.planner none)",
+        )
+        _require(
+            self.planner != "none" or threshold is not None,
+            "dyna.planner",
+            self.planner,
+            "a planner that trains the Q-network unless --dyna.veto.threshold is set (with none and no veto the model is "
+            "never used: that is --alg pqn)",
+        )
         gate = self.dyna.max_disagreeing_cells
         _require(
             gate is None or self.model != "learned" or self.learned.ensemble_size >= 2,
@@ -392,9 +444,9 @@ class PlanningConfig:
         )
 
     @property
-    def planner_config(self) -> CounterfactualConfig | DynaConfig | ValueExpansionConfig | SearchConfig:
-        """The chosen planner's own config."""
-        return getattr(self, self.planner)
+    def planner_config(self) -> CounterfactualConfig | DynaConfig | ValueExpansionConfig | SearchConfig | None:
+        """The chosen planner's own config (None: "none" has no knobs)."""
+        return None if self.planner == "none" else getattr(self, self.planner)
 
 
 @dataclasses.dataclass(frozen=True)

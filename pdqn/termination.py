@@ -53,7 +53,8 @@ def sample_terminations(
     epsilon: float = 0.0,
 ) -> TerminationSample:
     """Play ``q_net`` (epsilon-greedy) for ``num_steps`` steps of ``env``'s environments and record, at every state,
-    the model's and the real game's termination and next frame for every action."""
+    the model's and the real game's termination and next frame for every action (the model's termination as the veto
+    asks for it, :meth:`WorldModel.termination_probabilities`; no frames from a model that does not imagine)."""
     actions, channels = env.num_actions, env.frame_shape[-1]
     k_reset, k_run = jax.random.split(key)
     obs, state, stats = env.reset(k_reset)
@@ -63,22 +64,24 @@ def sample_terminations(
         k_model, k_real, k_act, k_env = jax.random.split(key, 4)
         repeat = lambda x: jnp.repeat(x, actions, axis=0)  # noqa: E731
         tried = jnp.tile(jnp.arange(actions, dtype=jnp.int32), env.num_envs)
-        carry_of = jax.tree.map(repeat, state) if model.needs_env_states else None
-        pred, _ = model.stepper(model_state)(repeat(obs), carry_of, tried, k_model)
         real, _ = env.transition(k_real, jax.tree.map(repeat, state), tried)
         per_pair = lambda x: x.reshape(env.num_envs, actions, *x.shape[1:])  # noqa: E731
-        said = threshold_cells(pred.next_obs_logits[..., -channels:]) > 0.5
-        seen = real.final_obs[..., -channels:] > 0.5
+        carry = state if model.needs_env_states else None
+        predicted = model.termination_probabilities(model_state, obs, carry, k_model, actions)
+        frames = {}
+        if model.imagines:
+            carry_of = jax.tree.map(repeat, carry)
+            pred, _ = model.stepper(model_state)(repeat(obs), carry_of, tried, k_model)
+            said = threshold_cells(pred.next_obs_logits[..., -channels:]) > 0.5
+            seen = real.final_obs[..., -channels:] > 0.5
+            frames = {
+                "wrong_cells": per_pair(jnp.sum(said != seen, axis=(1, 2, 3))),
+                "real_cells": per_pair(jnp.sum(seen, axis=(1, 2))),
+                "kept_cells": per_pair(jnp.sum(seen & said, axis=(1, 2))),
+            }
         q = q_net(obs)
         out, state, stats = env.step(k_env, state, stats, epsilon_greedy(k_act, q, epsilon))
-        sample = TerminationSample(
-            predicted=per_pair(jax.nn.sigmoid(pred.terminated_logit)),
-            real=per_pair(real.terminated),
-            greedy=jnp.argmax(q, axis=-1),
-            wrong_cells=per_pair(jnp.sum(said != seen, axis=(1, 2, 3))),
-            real_cells=per_pair(jnp.sum(seen, axis=(1, 2))),
-            kept_cells=per_pair(jnp.sum(seen & said, axis=(1, 2))),
-        )
+        sample = TerminationSample(predicted=predicted, real=per_pair(real.terminated), greedy=jnp.argmax(q, axis=-1), **frames)
         return (out.obs, state, stats), sample
 
     _, sample = jax.lax.scan(step, (obs, state, stats), jax.random.split(k_run, num_steps))

@@ -1,10 +1,11 @@
 """The termination veto at evaluation on saved policies, and the world model's termination where the veto uses it.
 
-For every seed of each RUN_DIR (a finished PDQN run with a learned model): greedy returns over ``--episodes``
+For every seed of each RUN_DIR (a finished PDQN run with a learned model, or the termination model): greedy returns over ``--episodes``
 episodes, the same with the real game's veto (the oracle: a step of a copy of the real state per action) and with
 the run's learned model's veto at each ``--thresholds`` value, all on the same episode keys; then the termination
 diagnostic of :mod:`pdqn.termination` (the learned model against the real game, every action, on the states the
-greedy policy visits), and its next frames against the real game's (:func:`pdqn.termination.frame_scores`). Writes ``OUT/veto.csv`` (one row per run, seed and policy) and ``OUT/termination.csv`` (one
+greedy policy visits), and its next frames against the real game's (:func:`pdqn.termination.frame_scores`; not for
+the termination model, which predicts none). Writes ``OUT/veto.csv`` (one row per run, seed and policy) and ``OUT/termination.csv`` (one
 row per run and seed), and prints both as markdown tables.
 
     python experiments/decision-time/veto.py RUN_DIR [RUN_DIR ...] --out experiments/decision-time/baseline
@@ -22,7 +23,7 @@ from pdqn.acting import Veto
 from pdqn.checkpoint import CheckpointError, load_policy, select_seed
 from pdqn.envs import make_env
 from pdqn.evaluation import evaluate_greedy
-from pdqn.models import LearnedModel, OracleModel, make_model
+from pdqn.models import OracleModel, make_model
 from pdqn.termination import frame_scores, sample_terminations, termination_scores
 
 
@@ -30,7 +31,7 @@ def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], s
     config, tree = load_policy(run_dir)
     env = make_env(config.env, episodes, config.frame_stack, sticky_actions=config.sticky_actions)
     learned = make_model(config.dyna, env, config.pqn.batch_size)
-    if not config.planning or not isinstance(learned, LearnedModel):
+    if not config.planning or isinstance(learned, OracleModel):
         raise SystemExit(f"error: {run_dir} has no learned world model (a PQN run, or PDQN with the oracle)")
     oracle = OracleModel(env=env)
     veto_rows, term_rows = [], []
@@ -46,7 +47,8 @@ def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], s
             veto_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name,
                               "return": float(returns.mean()), "se": float(returns.std(ddof=1) / np.sqrt(len(returns)))})
         sample = jax.jit(lambda k: sample_terminations(env, q_net, learned, model_state, k, num_steps=steps))(key)
-        term_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, **termination_scores(sample, 0.5), **frame_scores(sample)})
+        term_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, **termination_scores(sample, 0.5),
+                          **(frame_scores(sample) if learned.imagines else {})})
     return veto_rows, term_rows
 
 
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         tbl_cols=20, tbl_width_chars=400,
     ):  # fmt: skip
         print(summary)
-        print(term_frame.select(shown).with_columns(pl.col(pl.Float64).round(4)))
+        print(term_frame.select([c for c in shown if c in term_frame.columns]).with_columns(pl.col(pl.Float64).round(4)))
     return 0
 
 

@@ -122,9 +122,12 @@ def measure(bench: Benchmark) -> dict[str, object]:
 
 
 def planner_counts(
-    planner: CounterfactualConfig | DynaConfig | ValueExpansionConfig | SearchConfig, minibatch_size: int
+    planner: CounterfactualConfig | DynaConfig | ValueExpansionConfig | SearchConfig | None, minibatch_size: int
 ) -> dict[str, int]:
-    """What the chosen planner adds to an update: its gradient steps, and the rows it makes."""
+    """What the chosen planner adds to an update: its gradient steps, and the rows it makes (None: the planner
+    "none", which adds none)."""
+    if planner is None:
+        return {"planner_gradient_steps_per_update": 0}
     if isinstance(planner, CounterfactualConfig):
         rows = planner.minibatches * planner.rows_per_minibatch(minibatch_size)
         return {"planner_gradient_steps_per_update": planner.minibatches, "counterfactual_rows_per_update": rows}

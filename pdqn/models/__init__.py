@@ -1,4 +1,5 @@
-"""World models a planner imagines with (``--dyna.model``): the learned ensemble and the real game as oracle.
+"""World models a planner imagines with (``--dyna.model``): the learned ensemble and the real game as oracle; and the
+termination model, which only the veto uses.
 
 Adding a model: a :class:`WorldModel` subclass in a module here, its knobs in a config class of its own, and a
 builder in :data:`WORLD_MODELS`.
@@ -28,12 +29,16 @@ from pdqn.models.learned import (
 )
 from pdqn.models.mlp import DynamicsModel
 from pdqn.models.oracle import OracleModel
+from pdqn.models.termination import TerminationModel, TerminationNetwork, TerminationState
 
 WORLD_MODELS: dict[str, Callable[[PlanningConfig, VecEnv, int], WorldModel]] = {
     "learned": lambda planning, env, real_batch_size: LearnedModel.build(
         planning.learned, env.obs_shape, env.num_actions, env.frames, real_batch_size
     ),
     "oracle": lambda planning, env, real_batch_size: OracleModel(env=env),
+    "termination": lambda planning, env, real_batch_size: TerminationModel.build(
+        planning.termination, env.obs_shape, env.num_actions, real_batch_size
+    ),
 }
 """``--dyna.model`` choices: each builds its model from the planning config (its own group of it), the training
 environments and the real transitions per update."""
@@ -56,6 +61,9 @@ __all__ = [
     "OracleModel",
     "Prediction",
     "StepModel",
+    "TerminationModel",
+    "TerminationNetwork",
+    "TerminationState",
     "WorldModel",
     "disagreeing_cells",
     "ensemble_stepper",

@@ -111,6 +111,12 @@ class WorldModel(eqx.Module):
         return False
 
     @property
+    def imagines(self) -> bool:
+        """Whether :meth:`stepper` predicts next frames, so that a planner can imagine with it (the termination model
+        cannot)."""
+        return True
+
+    @property
     def needs_env_states(self) -> bool:
         """Whether :meth:`start` reads the real environment states of the rollout."""
         return False

@@ -57,6 +57,20 @@ def neighbourhoods(x: Float[Array, "batch height width channels"], radius: int =
     return jnp.concatenate(windows, axis=-1)
 
 
+def cell_inputs(obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch height width inputs"]:
+    """What every cell's first layer reads besides the action: its neighbourhood (:func:`neighbourhoods`) and its
+    row and column in [-1, 1]."""
+    batch, height, width, _ = obs.shape
+    rows = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, height)[None, :, None, None], (batch, height, width, 1))
+    cols = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, width)[None, None, :, None], (batch, height, width, 1))
+    return jnp.concatenate([neighbourhoods(obs), rows, cols], axis=-1)
+
+
+def cell_input_size(channels: int) -> int:
+    """Inputs :func:`cell_inputs` gives every cell of observations with ``channels`` channels."""
+    return (2 * RADIUS + 1) ** 2 * (channels + 1) + 2
+
+
 def pooled(h: Float[Array, "batch height width features"]) -> Float[Array, "batch twice_features"]:
     """Mean and max over the cells: what the global path and the scalar heads see."""
     return jnp.concatenate([jnp.mean(h, axis=(1, 2)), jnp.max(h, axis=(1, 2))], axis=-1)
@@ -118,8 +132,7 @@ class ConvDynamicsModel(eqx.Module):
             raise ValueError(f"{obs_shape[2]} observation channels do not split into {frames} frames")
         keys = jax.random.split(key, 7)
         self.obs_shape, self.num_actions, self.frames = obs_shape, num_actions, frames
-        inputs = (2 * RADIUS + 1) ** 2 * (obs_shape[2] + 1) + 2 + num_actions
-        self.local = Dense(inputs, features, key=keys[0])
+        self.local = Dense(cell_input_size(obs_shape[2]) + num_actions, features, key=keys[0])
         self.local_norm = LayerNorm(features)
         self.global_in = Dense(2 * features + num_actions, features, key=keys[1])
         film = Dense(features, 2 * features, key=keys[2])
@@ -137,15 +150,6 @@ class ConvDynamicsModel(eqx.Module):
     def frame_channels(self) -> int:
         return self.obs_shape[2] // self.frames
 
-    def inputs(
-        self, obs: Float[Array, "batch height width channels"], one_hot: Float[Array, "batch actions"]
-    ) -> Float[Array, "batch height width inputs"]:
-        batch, height, width, _ = obs.shape
-        rows = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, height)[None, :, None, None], (batch, height, width, 1))
-        cols = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, width)[None, None, :, None], (batch, height, width, 1))
-        actions = jnp.broadcast_to(one_hot[:, None, None, :], (batch, height, width, one_hot.shape[-1]))
-        return jnp.concatenate([neighbourhoods(obs), rows, cols, actions], axis=-1)
-
     def __call__(
         self, obs: Float[Array, "batch height width channels"], action: Int[Array, " batch"]
     ) -> Prediction:
@@ -160,8 +164,8 @@ class ConvDynamicsModel(eqx.Module):
     def first_layer_without_action(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch height width features"]:
         """The first layer's output with no action: the one-hot action is the layer's last inputs, so each action
         adds its own row of the weights to this, and the neighbourhood part (most of the model's work) is shared."""
-        zeros = jnp.zeros((obs.shape[0], self.num_actions))
-        return self.local(jax.lax.stop_gradient(self.inputs(obs, zeros)))
+        inputs = jax.lax.stop_gradient(cell_inputs(obs))
+        return inputs @ self.local.weight[: -self.num_actions] + self.local.bias
 
     def cells_terminated_logits(self, no_action: Float[Array, "batch height width features"]) -> Float[Array, "batch actions"]:
         """The "cells" head's logit for every action, from the first layer's output without the action."""

@@ -143,10 +143,13 @@ def model_metrics(pred: Prediction, batch: ModelBatch, frame_channels: int) -> d
 
 
 def event_scores(metrics: dict[str, Array]) -> dict[str, Array]:
-    """Replace the mean per-minibatch event rates by each event's precision and recall (NaN where undefined)."""
+    """Replace the mean per-minibatch event rates by each event's precision and recall (NaN where undefined), for
+    the events whose rates ``metrics`` holds."""
     metrics = dict(metrics)
     nan = jnp.asarray(jnp.nan, jnp.float32)
     for name, (precision, recall) in EVENTS.items():
+        if f"{name}_true_positive" not in metrics:
+            continue
         true_positive = metrics.pop(f"{name}_true_positive")
         predicted = metrics.pop(f"{name}_predicted")
         actual = metrics.pop(f"{name}_actual")

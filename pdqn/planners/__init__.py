@@ -11,6 +11,7 @@ planner=...)`` (docs/library.md).
 from pdqn.planners.base import Clock, Context, NoPlanner, Planner, PlannerState
 from pdqn.planners.counterfactual import Counterfactual
 from pdqn.planners.dyna import Dyna
+from pdqn.planners.model_only import ModelOnly
 from pdqn.planners.imagination import ImaginedRollout, ImaginedStart, Imagination, imagined_batch
 from pdqn.planners.reuse import Reuse
 from pdqn.planners.search import SearchPlanner
@@ -21,6 +22,7 @@ PLANNERS: dict[str, type[Planner]] = {
     "dyna": Dyna,
     "value_expansion": ValueExpansion,
     "search": SearchPlanner,
+    "none": ModelOnly,
 }
 """``--dyna.planner`` choices."""
 
@@ -33,6 +35,7 @@ __all__ = [
     "ImaginedRollout",
     "ImaginedStart",
     "Imagination",
+    "ModelOnly",
     "NoPlanner",
     "Planner",
     "PlannerState",
