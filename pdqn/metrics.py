@@ -104,7 +104,7 @@ TARGET_RETURN = Metric("target_return", TARGET, "mean greedy return over the eva
 
 # ---- a learned world model (measured on each update's fresh real batch, before it trains on it) ----
 
-MODEL_LOSS = Metric("model_loss", MODEL, "summed model loss of the ensemble members", guarded=True)
+MODEL_LOSS = Metric("model_loss", MODEL, "the world model's training loss (summed over ensemble members)", guarded=True)
 MODEL_OBS_LOSS = Metric("model_obs_loss", MODEL, "next-observation cell BCE (mean over members and cells)")
 MODEL_REWARD_LOSS = Metric("model_reward_loss", MODEL, "reward squared error")
 MODEL_TERMINATED_LOSS = Metric("model_terminated_loss", MODEL, "termination BCE")
@@ -124,6 +124,10 @@ LEARNED_MODEL_METRICS = (
     MODEL_CHANGED_CELL_ACCURACY, MODEL_OBS_EXACT, MODEL_REWARD_ABS_ERROR, MODEL_TERM_PRECISION, MODEL_TERM_RECALL,
     MODEL_REWARD_PRECISION, MODEL_REWARD_RECALL, MODEL_OBS_EXACT_3, MODEL_OBS_EXACT_5,
 )  # fmt: skip
+
+TERMINATION_MODEL_METRICS = (MODEL_LOSS, MODEL_TERM_PRECISION, MODEL_TERM_RECALL)
+"""What the termination model (--dyna.model termination) reports: its loss (the weighted termination BCE), and precision and
+recall of the taken actions' terminations at 0.5."""
 
 # ---- Dyna planning ------------------------------------------------------------------------------------
 

@@ -23,17 +23,12 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from pdqn.config import TerminationModelConfig
 from pdqn.layers import Dense, LayerNorm
 from pdqn.learner import flatten_time, subsample
-from pdqn.metrics import MODEL_LOSS, MODEL_TERM_PRECISION, MODEL_TERM_RECALL, Metric
+from pdqn.metrics import MODEL_LOSS, TERMINATION_MODEL_METRICS, Metric
 from pdqn.models.base import Metrics, StepModel, WorldModel
 from pdqn.models.conv import CellsTermination, cell_input_size, cell_inputs
 from pdqn.models.learned import event_scores, model_optimiser, termination_loss
 from pdqn.q_update import sgd_epochs
 from pdqn.rollout import Rollout
-
-TERMINATION_MODEL_METRICS = (MODEL_LOSS, MODEL_TERM_PRECISION, MODEL_TERM_RECALL)
-"""What its update reports: the loss, and precision and recall of the taken actions' terminations (at 0.5) on the
-update's batch before training on it."""
-
 
 class TerminationNetwork(eqx.Module):
     """See the module docstring."""
