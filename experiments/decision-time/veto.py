@@ -6,7 +6,7 @@ the run's learned model's veto at each ``--thresholds`` value, all on the same e
 diagnostic of :mod:`pdqn.termination` (the learned model against the real game, every action, on the states the
 greedy policy visits), and its next frames against the real game's (:func:`pdqn.termination.frame_scores`; not for
 the termination model, which predicts none). Writes ``OUT/veto.csv`` (one row per run, seed and policy) and ``OUT/termination.csv`` (one
-row per run and seed), and prints both as markdown tables.
+row per run and seed), and prints both as markdown tables (with no RUN_DIR: prints OUT's tables again).
 
     python experiments/decision-time/veto.py RUN_DIR [RUN_DIR ...] --out experiments/decision-time/baseline
 """
@@ -54,13 +54,18 @@ def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument("run_dirs", nargs="*", type=Path, help="runs to measure (none: print OUT's tables again)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--episodes", type=int, default=128, help="evaluation episodes per seed and policy")
     parser.add_argument("--steps", type=int, default=256, help="steps of the diagnostic's episodes (128 envs)")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.2, 0.1])
     parser.add_argument("--seed", type=int, default=1, help="key of the evaluation episodes (the same for every policy)")
     args = parser.parse_args(argv)
+    if not args.run_dirs:
+        if not (args.out / "veto.csv").is_file() or not (args.out / "termination.csv").is_file():
+            raise SystemExit(f"error: no veto.csv and termination.csv in {args.out} (give RUN_DIRs to measure)")
+        print_tables(pl.read_csv(args.out / "veto.csv"), pl.read_csv(args.out / "termination.csv"))
+        return 0
     veto, term = [], []
     for run_dir in args.run_dirs:
         try:
@@ -73,20 +78,31 @@ def main(argv: list[str] | None = None) -> int:
     veto_frame, term_frame = pl.DataFrame(veto), pl.DataFrame(term)
     veto_frame.write_csv(args.out / "veto.csv")
     term_frame.write_csv(args.out / "termination.csv")
-    summary = veto_frame.group_by("game", "policy", maintain_order=True).agg(
+    print_tables(veto_frame, term_frame)
+    return 0
+
+
+def print_tables(veto_frame: pl.DataFrame, term_frame: pl.DataFrame) -> None:
+    """Per run and policy: the mean return over seeds, and its paired difference from the same seed's greedy return
+    (mean ± s.e. over seeds); and the termination diagnostic per seed."""
+    greedy = veto_frame.filter(pl.col("policy") == "greedy").select("run", "seed", pl.col("return").alias("greedy"))
+    paired = veto_frame.join(greedy, on=["run", "seed"]).with_columns((pl.col("return") - pl.col("greedy")).alias("gain"))
+    se = lambda column: (pl.col(column).std() / pl.col(column).len().sqrt()).round(2)  # noqa: E731  (over seeds)
+    summary = paired.group_by("run", "policy", maintain_order=True).agg(
         pl.col("return").mean().round(2).alias("mean over seeds"),
-        (pl.col("return").std() / pl.col("return").len().sqrt()).round(2).alias("s.e."),
+        se("return").alias("s.e."),
+        pl.col("gain").mean().round(2).alias("minus greedy (paired)"),
+        se("gain").alias("its s.e."),
     )
     shown = ["game", "seed", "terminating_pairs", "precision", "recall", "auc", "pairwise_auc", "max_p_on_terminating",
              "median_p_on_terminating", "avoidable_greedy_deaths", "avoidable_vetoed", "wrong_cells", "exact_frames",
              "kept_0"]  # fmt: skip
     with pl.Config(
         tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=100,
-        tbl_cols=20, tbl_width_chars=400,
+        tbl_cols=20, tbl_width_chars=400, fmt_str_lengths=80,
     ):  # fmt: skip
         print(summary)
         print(term_frame.select([c for c in shown if c in term_frame.columns]).with_columns(pl.col(pl.Float64).round(4)))
-    return 0
 
 
 if __name__ == "__main__":
