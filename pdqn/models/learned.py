@@ -163,6 +163,37 @@ def model_optimiser() -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(10.0), optax.scale_by_adam())
 
 
+def fit_model(
+    loss: Callable[[Any, Any], tuple[Array, dict[str, Array]]],
+    params: Any,
+    opt_state: Any,
+    batch: Any,
+    key: PRNGKeyArray,
+    *,
+    batch_size: int,
+    lr: float,
+    epochs: int,
+    minibatches: int,
+) -> tuple[Any, Any, tuple[Array, dict[str, Array]]]:
+    """A model's update: ``epochs`` x ``minibatches`` steps of :func:`model_optimiser` on ``loss(params, rows)``
+    over a fresh random ``batch_size`` of the ``batch``'s rows (all of them where it has no more); returns the new
+    parameters and optimiser state, and the loss and metrics averaged over the steps."""
+    k_subset, k_epochs = jax.random.split(key)
+    if batch_size < jax.tree.leaves(batch)[0].shape[0]:
+        batch = subsample(k_subset, batch, batch_size)
+    return sgd_epochs(
+        loss,
+        model_optimiser(),
+        params,
+        opt_state,
+        batch,
+        key=k_epochs,
+        learning_rate=jnp.asarray(lr, jnp.float32),
+        num_epochs=epochs,
+        num_minibatches=minibatches,
+    )
+
+
 class LearnedState(eqx.Module):
     ensemble: Ensemble
     opt_state: Any
@@ -230,7 +261,7 @@ class LearnedModel(WorldModel):
     def update(self, state: LearnedState, rollout: Rollout, key: PRNGKeyArray) -> tuple[LearnedState, Metrics]:
         """Epochs x minibatches of the model loss on (a random share of) the rollout; the multi-step exact rates
         are measured on the rollout first, like every model metric on data the model has not trained on."""
-        k_subset, k_epochs, k_open = jax.random.split(key, 3)
+        k_fit, k_open = jax.random.split(key)
         open_loop = {
             metric.name: open_loop_exact(state.ensemble, rollout, k_open, steps=steps)
             for metric, steps in ((MODEL_OBS_EXACT_3, 3), (MODEL_OBS_EXACT_5, 5))
@@ -242,18 +273,16 @@ class LearnedModel(WorldModel):
             reward=flatten_time(rollout.reward),
             terminated=flatten_time(rollout.terminated),
         )
-        if self.batch_size < batch.reward.shape[0]:
-            batch = subsample(k_subset, batch, self.batch_size)
-        ensemble, opt_state, (loss, metrics) = sgd_epochs(
+        ensemble, opt_state, (loss, metrics) = fit_model(
             functools.partial(model_loss, termination_weight=self.termination_weight),
-            model_optimiser(),
             state.ensemble,
             state.opt_state,
             batch,
-            key=k_epochs,
-            learning_rate=jnp.asarray(self.lr, jnp.float32),
-            num_epochs=self.epochs,
-            num_minibatches=self.minibatches,
+            k_fit,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            epochs=self.epochs,
+            minibatches=self.minibatches,
         )
         new_state = LearnedState(ensemble=ensemble, opt_state=opt_state)
         return new_state, {MODEL_LOSS.name: loss, **event_scores(metrics), **open_loop}

@@ -22,12 +22,11 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from pdqn.config import TerminationModelConfig
 from pdqn.layers import Dense, LayerNorm
-from pdqn.learner import flatten_time, subsample
+from pdqn.learner import flatten_time
 from pdqn.metrics import MODEL_LOSS, TERMINATION_MODEL_METRICS, Metric
 from pdqn.models.base import Metrics, StepModel, WorldModel
 from pdqn.models.conv import CellsTermination, cell_input_size, cell_inputs
-from pdqn.models.learned import event_scores, model_optimiser, termination_loss
-from pdqn.q_update import sgd_epochs
+from pdqn.models.learned import event_scores, fit_model, model_optimiser, termination_loss
 from pdqn.rollout import Rollout
 
 class TerminationNetwork(eqx.Module):
@@ -112,24 +111,21 @@ class TerminationModel(WorldModel):
 
     def update(self, state: TerminationState, rollout: Rollout, key: PRNGKeyArray) -> tuple[TerminationState, Metrics]:
         """Epochs x minibatches of the weighted termination loss on a random share of the rollout."""
-        k_subset, k_epochs = jax.random.split(key)
         batch = TerminationBatch(
             obs=flatten_time(rollout.obs),
             action=flatten_time(rollout.action),
             terminated=flatten_time(rollout.terminated).astype(jnp.float32),
         )
-        if self.batch_size < batch.action.shape[0]:
-            batch = subsample(k_subset, batch, self.batch_size)
-        network, opt_state, (loss, rates) = sgd_epochs(
-            lambda net, b: taken_termination_loss(net, b, self.termination_weight),
-            model_optimiser(),
+        network, opt_state, (loss, rates) = fit_model(
+            lambda net, rows: taken_termination_loss(net, rows, self.termination_weight),
             state.network,
             state.opt_state,
             batch,
-            key=k_epochs,
-            learning_rate=jnp.asarray(self.lr, jnp.float32),
-            num_epochs=self.epochs,
-            num_minibatches=self.minibatches,
+            key,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            epochs=self.epochs,
+            minibatches=self.minibatches,
         )
         return TerminationState(network=network, opt_state=opt_state), {MODEL_LOSS.name: loss, **event_scores(rates)}
 
