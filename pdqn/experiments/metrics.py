@@ -10,8 +10,8 @@ from pdqn.metrics import Metric
 
 GROUPS = {
     "Every update (PQN and PDQN)": metrics.UPDATE_METRICS + (metrics.TARGET_RETURN,),
-    "A learned world model (`--dyna.model learned`)": metrics.LEARNED_MODEL_METRICS,
-    "The termination model (`--dyna.model termination`)": metrics.TERMINATION_MODEL_METRICS,
+    "A learned world model (`--dyna.model learned`; the termination model, `--dyna.model termination`, logs"
+    " `model_loss`, `model_term_precision` and `model_term_recall` of these)": metrics.LEARNED_MODEL_METRICS,
     "The counterfactual planner (`--dyna.planner counterfactual`, the PDQN default)": metrics.COUNTERFACTUAL_METRICS,
     "The Dyna planner (`--dyna.planner dyna`; also `planning_active`)": tuple(
         m for m in metrics.DYNA_METRICS if m is not metrics.PLANNING_ACTIVE
