@@ -53,8 +53,8 @@ def sample_terminations(
     epsilon: float = 0.0,
 ) -> TerminationSample:
     """Play ``q_net`` (epsilon-greedy) for ``num_steps`` steps of ``env``'s environments and record, at every state,
-    the model's and the real game's termination and next frame for every action (the model's termination as the veto
-    asks for it, :meth:`WorldModel.termination_probabilities`; no frames from a model that does not imagine)."""
+    the model's and the real game's termination and next frame for every action (from a model that does not imagine,
+    its :meth:`WorldModel.termination_probabilities` and no frames)."""
     actions, channels = env.num_actions, env.frame_shape[-1]
     k_reset, k_run = jax.random.split(key)
     obs, state, stats = env.reset(k_reset)
@@ -67,11 +67,12 @@ def sample_terminations(
         real, _ = env.transition(k_real, jax.tree.map(repeat, state), tried)
         per_pair = lambda x: x.reshape(env.num_envs, actions, *x.shape[1:])  # noqa: E731
         carry = state if model.needs_env_states else None
-        predicted = model.termination_probabilities(model_state, obs, carry, k_model, actions)
         frames = {}
-        if model.imagines:
-            carry_of = jax.tree.map(repeat, carry)
-            pred, _ = model.stepper(model_state)(repeat(obs), carry_of, tried, k_model)
+        if not model.imagines:
+            predicted = model.termination_probabilities(model_state, obs, carry, k_model, actions)
+        else:  # one step of every action gives both the termination and the frames
+            pred, _ = model.stepper(model_state)(repeat(obs), jax.tree.map(repeat, carry), tried, k_model)
+            predicted = per_pair(jax.nn.sigmoid(pred.terminated_logit))
             said = threshold_cells(pred.next_obs_logits[..., -channels:]) > 0.5
             seen = real.final_obs[..., -channels:] > 0.5
             frames = {

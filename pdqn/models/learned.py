@@ -129,16 +129,22 @@ def model_metrics(pred: Prediction, batch: ModelBatch, frame_channels: int) -> d
         "term": (pred.terminated_logit[0] > 0, batch.terminated),
         "reward": (pred.reward[0] > 0.5, batch.reward > 0.5),
     }
-    rates = {
-        f"{name}_{kind}": jnp.mean(value)
-        for name, (predicted, actual) in events.items()
-        for kind, value in (("true_positive", predicted & actual), ("predicted", predicted), ("actual", actual))
-    }
+    rates = event_rates(events)
     return rates | {
         MODEL_CELL_ACCURACY.name: jnp.mean(correct),
         MODEL_CHANGED_CELL_ACCURACY.name: jnp.sum(correct & changed) / jnp.maximum(jnp.sum(changed), 1),
         MODEL_OBS_EXACT.name: jnp.mean(jnp.all(correct, axis=(1, 2, 3))),
         MODEL_REWARD_ABS_ERROR.name: jnp.mean(jnp.abs(pred.reward[0] - batch.reward)),
+    }
+
+
+def event_rates(events: dict[str, tuple[Array, Array]]) -> dict[str, Array]:
+    """Per event ``name: (predicted, actual)`` (booleans over a batch): the rates :func:`event_scores` turns into
+    precision and recall, ``name_true_positive``, ``name_predicted`` and ``name_actual``."""
+    return {
+        f"{name}_{kind}": jnp.mean(value)
+        for name, (predicted, actual) in events.items()
+        for kind, value in (("true_positive", predicted & actual), ("predicted", predicted), ("actual", actual))
     }
 
 

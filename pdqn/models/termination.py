@@ -26,8 +26,9 @@ from pdqn.learner import flatten_time
 from pdqn.metrics import MODEL_LOSS, TERMINATION_MODEL_METRICS, Metric
 from pdqn.models.base import Metrics, StepModel, WorldModel
 from pdqn.models.conv import CellsTermination, cell_input_size, cell_inputs
-from pdqn.models.learned import event_scores, fit_model, model_optimiser, termination_loss
+from pdqn.models.learned import event_rates, event_scores, fit_model, model_optimiser, termination_loss
 from pdqn.rollout import Rollout
+
 
 class TerminationNetwork(eqx.Module):
     """See the module docstring."""
@@ -62,12 +63,7 @@ def taken_termination_loss(
     """:func:`termination_loss` of the taken actions' logits; with the event rates that become precision and recall
     (on the batch before the gradient step)."""
     logit = jnp.take_along_axis(network(batch.obs), batch.action[:, None], axis=1)[:, 0]
-    predicted, actual = logit > 0, batch.terminated > 0.5
-    rates = {
-        "term_true_positive": jnp.mean(predicted & actual),
-        "term_predicted": jnp.mean(predicted),
-        "term_actual": jnp.mean(actual),
-    }
+    rates = event_rates({"term": (logit > 0, batch.terminated > 0.5)})
     return termination_loss(logit, batch.terminated, termination_weight), rates
 
 
