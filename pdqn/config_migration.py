@@ -87,6 +87,46 @@ REMOVED_OPTIONS: dict[str, RemovedOption] = {
 on the option (PQN, another planner, another model), loads without it; one that ran another value is an error that
 names the commit to check out."""
 
+UNMERGED_OPTIONS: dict[str, RemovedOption] = {
+    "dyna.learned.terminal_store": RemovedOption(
+        0,
+        "a store of recent terminations replayed into the model's batches, screened on the local branch terminal-store "
+        "and rejected by experiments/decision-time (store-256-seaquest), never merged",
+        "terminal-store",
+        ("counterfactual", "dyna", "value_expansion", "search"),
+        ("learned",),
+    ),
+}
+"""Options of a grouped config that only a screened, unmerged branch had: a saved config with the kept value loads
+without it; one that ran another value is an error that names the branch to check out."""
+
+
+def without_unmerged(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without :data:`UNMERGED_OPTIONS` at their kept value (a copy); ConfigError for another value."""
+    data = dict(data)
+    for name, unmerged in UNMERGED_OPTIONS.items():
+        *groups, option = name.split(".")
+        sections = [data]
+        for group in groups:
+            section = sections[-1].get(group)
+            if not isinstance(section, dict):
+                break
+            sections.append(section)
+        else:
+            if option not in sections[-1]:
+                continue
+            value = sections[-1][option]
+            if value != unmerged.kept:
+                raise ConfigError(
+                    f"{name}={value!r} is not an option of pdqn ({unmerged.why}): "
+                    f"git checkout {unmerged.commit}"
+                )
+            for depth, group in enumerate(groups, start=1):  # copy the path down (the caller's dicts stay), then drop it
+                sections[depth] = sections[depth - 1][group] = dict(sections[depth])
+            del sections[-1][option]
+    return data
+
+
 FLAT_PLANNING_OPTIONS: dict[str, tuple[tuple[str, ...], ...]] = {
     "planner": (("planner",),),
     "model": (("model",),),
@@ -162,7 +202,7 @@ def is_flat_planning(section: Any) -> bool:
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a :class:`Config` from :func:`config_dict`'s output, also one written by an older version
     (ConfigError/TypeError if invalid)."""
-    data = respelled(data)
+    data = without_unmerged(respelled(data))
     if is_flat_planning(data.get("dyna")):
         data["dyna"] = grouped_planning(data["dyna"], data.get("alg", "pqn"))
     if data.get("run_dir") is not None:

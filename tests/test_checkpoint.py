@@ -205,6 +205,16 @@ def test_every_committed_run_config_loads_or_names_the_commit_to_check_out():
     assert loaded > pinned > 0
 
 
+def test_an_option_only_an_unmerged_branch_had_loads_at_its_kept_value_and_otherwise_names_the_branch():
+    saved = config_dict(tiny_config(alg="pdqn"))
+    saved["dyna"]["learned"]["terminal_store"] = 0
+    assert config_from_dict(saved) == tiny_config(alg="pdqn")
+    assert saved["dyna"]["learned"]["terminal_store"] == 0  # the saved dict itself is left as it was
+    saved["dyna"]["learned"]["terminal_store"] = 256
+    with pytest.raises(ConfigError, match=r"^dyna\.learned\.terminal_store=256 is not an option .*: git checkout terminal-store$"):
+        config_from_dict(saved)
+
+
 def test_zeros_and_empty_names_that_older_versions_wrote_for_defaults_load_as_none():
     old = config_dict(tiny_config()) | {"log_every": 0, "eval_every": 0.0}
     old["checkpoint"]["every"], old["track"]["experiment"], old["track"]["sweep"] = 0, "", ""
