@@ -25,12 +25,17 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from pdqn.metrics import BEHAVIOUR_RETURN, TARGET_RETURN
+from pdqn.metrics import TARGET_RETURN
 
 from analysis.anchors import anchors_for, reference_name
+from analysis.finals import MEASURES
 
-POLICIES = {"greedy": TARGET_RETURN.name, "behaviour": BEHAVIOUR_RETURN.name}
 RESAMPLES = 2000
+
+
+def measures_of(finals: pl.DataFrame) -> list[str]:
+    """The measures of ``analysis.finals.MEASURES`` that ``finals`` has, in their order."""
+    return [m for m in MEASURES if m in finals.columns]
 
 
 def bootstrap_ci(values: np.ndarray, statistic=np.mean, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
@@ -47,11 +52,11 @@ def bootstrap_ci(values: np.ndarray, statistic=np.mean, resamples: int = RESAMPL
 
 
 def per_game_table(finals: pl.DataFrame, resamples: int = RESAMPLES) -> pl.DataFrame:
-    """Per game and variant, for greedy and behaviour: mean, standard error, 95 % bootstrap CI, seeds."""
+    """Per game and variant, for each measure: mean, standard error, 95 % bootstrap CI, seeds."""
     rows = []
     for (game, variant), group in finals.group_by(["game", "variant"], maintain_order=True):
         row = {"game": game, "variant": variant, "seeds": group.height}
-        for policy in POLICIES:
+        for policy in measures_of(finals):
             values = group[policy].drop_nulls().drop_nans().to_numpy()
             n = values.size
             row[f"{policy}_mean"] = float(values.mean()) if n else None
@@ -149,7 +154,7 @@ def performance_profiles(
     """Per policy, variant and τ: the fraction of (game, seed) normalised scores above τ with its 95 % band.
 
     Default τ: 101 points from min(0, lowest score) to the highest score, the same for every variant."""
-    scores = {policy: normalise_scores(finals, policy, anchors) for policy in POLICIES}
+    scores = {policy: normalise_scores(finals, policy, anchors) for policy in measures_of(finals)}
     if taus is None:
         pooled = np.concatenate([s["score"].drop_nulls().drop_nans().to_numpy() for s in scores.values()])
         taus = np.linspace(min(0.0, float(pooled.min())), max(1.0, float(pooled.max())), 101)
@@ -220,7 +225,7 @@ def iqm_over_steps(
     """Per variant and env step with greedy evaluations: IQM of the normalised greedy returns of the runs
     evaluated there, with its stratified-bootstrap 95 % CI. Steps where some game of the variant has no
     evaluation are left out (an IQM over fewer games would not be comparable along the curve)."""
-    column = POLICIES["greedy"]
+    column = TARGET_RETURN.name
     evals = frame.filter(pl.col(column).is_finite()).select("game", "variant", "run_id", "env_step", pl.col(column).alias("greedy"))
     scores = normalise_scores(evals, "greedy", anchors)
     rows = []
@@ -240,7 +245,7 @@ def interval_estimates(
 ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """variant -> policy -> aggregate (IQM, median, mean, optimality gap) -> ``point, ci_low, ci_high``."""
     out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    for policy in POLICIES:
+    for policy in measures_of(finals):
         scores = normalise_scores(finals, policy, anchors)
         for variant in sorted(set(finals["variant"].to_list())):
             per_game = _by_game(scores, variant)
@@ -277,7 +282,7 @@ def aggregate(
         "probability_of_improvement": {},
         "comparisons": [],
     }
-    for policy in POLICIES:
+    for policy in measures_of(finals):
         for baseline in baselines:
             result = probability_of_improvement(finals, better, baseline, policy, resamples)
             difference = iqm_difference(finals, better, baseline, policy, resamples, anchors=anchors)

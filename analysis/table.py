@@ -5,6 +5,8 @@ from pathlib import Path
 
 import polars as pl
 
+from analysis.finals import MEASURES
+
 
 def replace_marked(document: Path, name: str, text: str) -> None:
     """Put ``text`` between ``<!-- name -->`` and ``<!-- /name -->`` in ``document`` (ValueError without them)."""
@@ -38,29 +40,29 @@ def normalisation_note(aggregates: dict) -> str:
 
 
 def markdown_table(table: pl.DataFrame, aggregates: dict | None = None, env_steps: int | None = None) -> str:
-    """Per game and variant: greedy and behaviour final return, mean ± s.e. [95 % bootstrap CI]."""
+    """Per game and variant: each measure of ``analysis.finals.MEASURES``, mean ± s.e. [95 % bootstrap CI]."""
+    measures = [m for m in MEASURES if f"{m}_mean" in table.columns]
     lines = [
-        "| game | variant | seeds | greedy return | behaviour return |",
-        "|---|---|---:|---:|---:|",
+        "| game | variant | seeds | " + " | ".join(f"{m} return" for m in measures) + " |",
+        "|---|---|---:|" + "---:|" * len(measures),
     ]
     for row in table.iter_rows(named=True):
-        lines.append(
-            f"| {row['game']} | {row['variant']} | {row['seeds']} | {_cell(row, 'greedy')} | {_cell(row, 'behaviour')} |"
-        )
+        cells = " | ".join(_cell(row, m) for m in measures)
+        lines.append(f"| {row['game']} | {row['variant']} | {row['seeds']} | {cells} |")
     notes = [
         "",
-        "Final returns: mean ± standard error over seeds [95 % percentile bootstrap CI]; greedy = last greedy "
-        "evaluation, behaviour = mean ε-greedy episode return over the last 10 % of env steps"
+        "Final returns: mean ± standard error over seeds [95 % percentile bootstrap CI]; "
+        + ", ".join(f"{m} = {MEASURES[m]}" for m in measures)
         + (f"; {env_steps:,} env steps per seed." if env_steps else "."),
     ]
     if aggregates and aggregates.get("iqm"):
-        notes += ["", "| variant | IQM normalised greedy | IQM normalised behaviour |", "|---|---:|---:|"]
+        notes += ["", "| variant | " + " | ".join(f"IQM normalised {m}" for m in measures) + " |", "|---|" + "---:|" * len(measures)]
         for variant, policies in aggregates["iqm"].items():
             cells = []
-            for policy in ("greedy", "behaviour"):
+            for policy in measures:
                 v = policies.get(policy, {})
                 cells.append(f"{v['iqm']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v else "–")
-            notes.append(f"| {variant} | {cells[0]} | {cells[1]} |")
+            notes.append(f"| {variant} | " + " | ".join(cells) + " |")
         notes += ["", normalisation_note(aggregates)]
     comparisons = (aggregates or {}).get("comparisons", [])
     if comparisons:

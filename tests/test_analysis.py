@@ -71,12 +71,24 @@ def test_final_returns_and_per_game_table(runs):
     assert finals.height == 10
     pqn_b = finals.filter((pl.col("game") == "breakout") & (pl.col("variant") == "pqn")).sort("seed")
     assert pqn_b["greedy"].to_list() == [1.0, 2.0, 3.0]
+    assert pqn_b["greedy_last3"].to_list() == [0.75, 1.5, 2.25]  # two evaluations: half the final, then the final
     assert pqn_b["behaviour"][2] == pytest.approx(3.0)  # mean of the last 10 % (2 updates, both finite)
     table = per_game_table(finals, resamples=200)
     row = table.filter((pl.col("game") == "breakout") & (pl.col("variant") == "pqn")).row(0, named=True)
     assert row["greedy_mean"] == pytest.approx(2.0)
     assert row["greedy_se"] == pytest.approx(1.0 / np.sqrt(3))
     assert 1.0 <= row["greedy_ci_low"] <= 2.0 <= row["greedy_ci_high"] <= 3.0
+
+
+def test_the_recent_greedy_measure_is_the_mean_of_the_last_three_evaluations():
+    evaluations = [np.nan, 1.0, np.nan, 2.0, 4.0, np.nan, 6.0, np.nan]  # NaN: no evaluation at that update
+    frame = pl.DataFrame({
+        "game": "breakout", "alg": "pqn", "variant": "pqn", "seed": 0, "run_id": "r", "sweep": "",
+        "env_step": np.arange(1, 9) * 64, "target_return": evaluations, "behaviour_return": np.ones(8),
+    })  # fmt: skip
+    finals = final_returns(frame)
+    assert finals["greedy"].to_list() == [6.0]
+    assert finals["greedy_last3"].to_list() == [pytest.approx((2.0 + 4.0 + 6.0) / 3)]
 
 
 def test_a_run_without_summary_is_read_with_a_warning_that_its_last_update_counts_as_final(tmp_path):
@@ -100,7 +112,7 @@ def test_report_cli_writes_table_and_png(runs, tmp_path):
     assert report_main(["--runs", str(runs), "--out", str(out), "--resamples", "200", "--window", "3",
                         "--reference", str(tmp_path / "missing.parquet")]) == 0  # fmt: skip
     table = (out / "table.md").read_text()
-    assert table.startswith("| game | variant | seeds | greedy return | behaviour return |")
+    assert table.startswith("| game | variant | seeds | greedy return | greedy_last3 return | behaviour return |")
     assert "| breakout | pdqn | 3 | 3.00 ± 0.58 [" in table and "| pdqn vs pqn | greedy |" in table
     for name in ("curves.png", "profiles.png", "intervals.png", "iqm_curve.png"):
         png = (out / name).read_bytes()

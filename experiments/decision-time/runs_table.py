@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from analysis.finals import final_returns
+from analysis.load import load_run_dirs
 from analysis.stats import probability_of_improvement
 
 
@@ -25,18 +27,9 @@ def mean_se(values: np.ndarray) -> str:
 
 
 def per_seed(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Each seed's final evaluation and mean of its last three evaluations."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    evaluations = pl.read_parquet(run_dir / "metrics.parquet").filter(pl.col("target_return").is_not_nan())
-    last_updates = evaluations["update"].unique().sort()[-3:]
-    last_three = (
-        evaluations.filter(pl.col("update").is_in(last_updates.implode()))
-        .group_by("seed")
-        .agg(pl.col("target_return").mean())
-        .sort("seed")["target_return"]
-        .to_numpy()
-    )
-    return np.asarray(summary["final_target_return"]), last_three
+    """Each seed's final evaluation and mean of its last three evaluations (``analysis.finals``)."""
+    finals = final_returns(load_run_dirs([run_dir])).sort("seed")
+    return finals["greedy"].to_numpy(), finals["greedy_last3"].to_numpy()
 
 
 def row(run_dir: Path, against: Path | None) -> dict[str, str]:
