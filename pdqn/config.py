@@ -352,6 +352,11 @@ class TerminationModelConfig:
         return int(round(self.fraction * real_batch_size))
 
 
+def is_veto_threshold(value: float) -> bool:
+    """A probability strictly between 0 and 1: at 0 every action would be vetoed, at 1 none."""
+    return math.isfinite(value) and 0.0 < value < 1.0
+
+
 @dataclasses.dataclass(frozen=True)
 class VetoConfig:
     """Acting with the world model (--dyna.model): the termination veto, greedy Q among the actions the model does
@@ -369,7 +374,7 @@ class VetoConfig:
     def __post_init__(self) -> None:
         p = "dyna.veto."
         threshold = self.threshold
-        valid = threshold is None or (math.isfinite(threshold) and 0.0 < threshold < 1.0)
+        valid = threshold is None or is_veto_threshold(threshold)
         _require(valid, p + "threshold", threshold, "in (0, 1) or None")
         used = threshold is None or self.training or self.evaluation
         _require(used, p + "threshold", threshold, "None when the veto is used neither in training nor in evaluation")

@@ -1,5 +1,9 @@
 """Acting with a world model: the termination veto chooses greedily among the actions that do not end the episode."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -88,6 +92,16 @@ def test_a_threshold_outside_the_unit_interval_is_refused(threshold):
         VetoConfig(threshold=threshold)
     with pytest.raises(ConfigError, match=r"used neither in training nor in evaluation"):
         VetoConfig(threshold=0.5, training=False, evaluation=False)
+
+
+@pytest.mark.parametrize("script", ["veto.py", "seaquest_deaths.py"])
+def test_the_veto_scripts_refuse_a_threshold_outside_the_unit_interval_before_reading_a_run(script, tmp_path):
+    flag = "--thresholds" if script == "veto.py" else "--threshold"
+    command = [sys.executable, f"experiments/decision-time/{script}", str(tmp_path / "no-run"), flag, "1.5", "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert result.returncode == 2
+    assert f"error: argument {flag}: 1.5 is not a probability strictly between 0 and 1" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("architecture, head", [("mlp", "summary"), ("conv", "summary"), ("conv", "cells")])

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from pdqn.checkpoint import CheckpointError, load_policy, select_seed
+from pdqn.config import is_veto_threshold
 from pdqn.envs import make_env
 from pdqn.models import LearnedModel, make_model
 
@@ -80,12 +81,20 @@ def measure(run_dir: Path, steps: int, threshold: float, seed: int) -> list[dict
     return rows
 
 
+def threshold(text: str) -> float:
+    """An argparse type: a veto threshold, strictly between 0 and 1."""
+    value = float(text)
+    if not is_veto_threshold(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a probability strictly between 0 and 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=256)
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=threshold, default=0.5)
     parser.add_argument("--seed", type=int, default=1, help="key of the episodes (veto.py's diagnostic uses 1)")
     args = parser.parse_args(argv)
     try:

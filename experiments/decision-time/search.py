@@ -39,7 +39,10 @@ def learned_models(model_dirs: list[Path]) -> dict[str, list[tuple[str, LearnedM
         env = make_env(config.env, 1, config.frame_stack, sticky_actions=config.sticky_actions)
         model = make_model(config.dyna, env, config.pqn.batch_size)
         if not config.planning or not isinstance(model, LearnedModel):
-            raise SystemExit(f"error: {run_dir} has no learned world model (a PQN run, or PDQN with the oracle)")
+            raise SystemExit(
+                f"error: {run_dir} has no learned model of frames to search (a PQN run, or PDQN with the oracle or the "
+                "termination model)"
+            )
         models.setdefault(config.env, []).append((run_dir.name, model, tree["planner"].model, config.seeds))
     return models
 

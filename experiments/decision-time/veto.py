@@ -21,6 +21,7 @@ import polars as pl
 
 from pdqn.acting import Veto
 from pdqn.checkpoint import CheckpointError, load_policy, select_seed
+from pdqn.config import is_veto_threshold
 from pdqn.envs import make_env
 from pdqn.evaluation import evaluate_greedy
 from pdqn.models import OracleModel, make_model
@@ -32,7 +33,7 @@ def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], s
     env = make_env(config.env, episodes, config.frame_stack, sticky_actions=config.sticky_actions)
     learned = make_model(config.dyna, env, config.pqn.batch_size)
     if not config.planning or isinstance(learned, OracleModel):
-        raise SystemExit(f"error: {run_dir} has no learned world model (a PQN run, or PDQN with the oracle)")
+        raise SystemExit(f"error: {run_dir} has no learned model to veto with (a PQN run, or PDQN with the oracle)")
     oracle = OracleModel(env=env)
     veto_rows, term_rows = [], []
     for index, run_seed in enumerate(config.seeds):
@@ -52,13 +53,21 @@ def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], s
     return veto_rows, term_rows
 
 
+def threshold(text: str) -> float:
+    """An argparse type: a veto threshold, strictly between 0 and 1."""
+    value = float(text)
+    if not is_veto_threshold(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a probability strictly between 0 and 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="*", type=Path, help="runs to measure (none: print OUT's tables again)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--episodes", type=int, default=128, help="evaluation episodes per seed and policy")
     parser.add_argument("--steps", type=int, default=256, help="steps of the diagnostic's episodes (128 envs)")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.2, 0.1])
+    parser.add_argument("--thresholds", type=threshold, nargs="+", default=[0.5, 0.2, 0.1])
     parser.add_argument("--seed", type=int, default=1, help="key of the evaluation episodes (the same for every policy)")
     args = parser.parse_args(argv)
     if not args.run_dirs:
