@@ -28,3 +28,12 @@ point() {
   if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
   train_point "$OUT/$game-$name" --env "$game" "${COMMON[@]}" --track.experiment "$name" "$@"
 }
+# keep GAME LABEL: copy a finished run's small outputs (config, metrics, summary) from $OUT/GAME-LABEL into
+# $KEEP/GAME-LABEL, for scripts whose run directories live outside the repository.
+keep() {
+  local dir=$OUT/$1-$2
+  if [ -f "$dir/summary.json" ]; then
+    mkdir -p "$KEEP/$1-$2"
+    cp "$dir"/{config.json,metrics.parquet,summary.json} "$KEEP/$1-$2/"
+  fi
+}

@@ -20,13 +20,6 @@ KEEP=${KEEP:-experiments/decision-time/study/runs}
 GAMES=${GAMES:-"asterix seaquest space_invaders breakout freeway"}
 COMMON=(--total-timesteps 1003520 --num-seeds 5 --seed 40 --eval-envs 128 --eval-every 0.1 --track.off --no-episode-gif)
 source experiments/train_point.sh
-keep() {  # copy a finished run's small outputs into the repository
-  local dir=$OUT/$1-$2
-  if [ -f "$dir/summary.json" ]; then
-    mkdir -p "$KEEP/$1-$2"
-    cp "$dir"/{config.json,metrics.parquet,summary.json} "$KEEP/$1-$2/"
-  fi
-}
 variant() {  # variant LABEL GAME ARGS...: train one point and keep it
   point "$@"
   keep "$2" "$1"

@@ -16,13 +16,6 @@ KEEP=${KEEP:-experiments/study-1e7/runs}
 GAMES=${GAMES:-"breakout asterix freeway space_invaders"}
 COMMON=(--seed 70 --num-seeds 2 --track.off)
 source experiments/train_point.sh
-keep() {  # copy a finished run's small outputs into the repository
-  local dir=$OUT/$1-$2
-  if [ -f "$dir/summary.json" ]; then
-    mkdir -p "$KEEP/$1-$2"
-    cp "$dir"/{config.json,metrics.parquet,summary.json} "$KEEP/$1-$2/"
-  fi
-}
 for game in $GAMES; do
   for alg in pqn pdqn; do
     point "$alg" "$game" --alg "$alg"
