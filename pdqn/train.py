@@ -18,7 +18,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from pdqn.acting import Veto
 from pdqn.config import Config, ConfigError
 from pdqn.envs import VecEnv, make_env
-from pdqn.evaluation import evaluate_greedy
+from pdqn.evaluation import evaluate_episodes
 from pdqn.learner import QFit, RealUpdate
 from pdqn.metrics import (
     ENV_STEP,
@@ -237,14 +237,21 @@ class Trainer(eqx.Module):
         max_updates = self.config.chunk_size
         return jax.vmap(self.run_updates, in_axes=(0, None, None))(states, num_updates, max_updates)
 
-    def evaluate(self, states: TrainState, key: PRNGKeyArray) -> Float[Array, "seeds envs"]:
-        """Greedy returns of every seed's current Q-network."""
+    def evaluate_episodes(
+        self, states: TrainState, key: PRNGKeyArray
+    ) -> tuple[Float[Array, "seeds envs"], Int[Array, "seeds envs"]]:
+        """Return and length of one greedy episode per evaluation environment, for every seed's current Q-network
+        (acting with the veto or search where the config evaluates with them)."""
         keys = jax.random.split(key, self.config.num_seeds)
 
-        def evaluate(q_net: QNetwork, planner_state: Any, key: PRNGKeyArray) -> Array:
-            return evaluate_greedy(self.eval_env, q_net, key, self.acting_q(planner_state, evaluation=True))
+        def evaluate(q_net: QNetwork, planner_state: Any, key: PRNGKeyArray) -> tuple[Array, Array]:
+            return evaluate_episodes(self.eval_env, q_net, key, self.acting_q(planner_state, evaluation=True))
 
         return jax.vmap(evaluate)(states.learner.q_net, states.planner, keys)
+
+    def evaluate(self, states: TrainState, key: PRNGKeyArray) -> Float[Array, "seeds envs"]:
+        """Greedy returns of every seed's current Q-network."""
+        return self.evaluate_episodes(states, key)[0]
 
 
 def compiled(fn: Any, *args: Any) -> tuple[Any, float]:

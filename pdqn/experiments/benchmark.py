@@ -39,6 +39,12 @@ class Benchmark:
     """Timed calls; the median is reported."""
     phases: bool = False
     """Also time each phase of an update (collect, real TD updates, model, planning) on its own."""
+    evaluation: bool = False
+    """Also time one greedy evaluation as a run makes it (``eval_envs`` episodes per seed, acting with the veto or
+    search where the config evaluates with them), per evaluation step: one step of every evaluation environment (the
+    loop runs until the longest episode ends). With --paired, plain PQN's evaluation too, and the ratio per step."""
+    eval_envs: int = 128
+    """Episodes per seed of a timed evaluation (a run's --eval-envs)."""
     planning_from_start: bool = True
     """For pdqn: no planning delay, so every timed update plans."""
     paired: bool = False
@@ -56,6 +62,7 @@ class Benchmark:
             alg=self.alg,
             env=self.env,
             num_seeds=self.num_seeds,
+            eval_envs=self.eval_envs,
             total_timesteps=self.pqn.batch_size * self.updates * (self.repeats + 1),
             log_every=self.updates,
             pqn=self.pqn,
@@ -116,6 +123,13 @@ def measure(bench: Benchmark) -> dict[str, object]:
     result |= rollout_bytes(trainer, states)
     if bench.phases:
         result["phase_seconds_per_update"] = phase_seconds(trainer, states, bench.repeats)
+    if bench.evaluation:
+        evaluation = evaluation_seconds(trainer, states, bench.repeats)
+        result |= evaluation
+        if plain is not None:
+            per_step = evaluation_seconds(plain.trainer, plain.states, bench.repeats)["evaluation_seconds_per_step"]
+            result["pqn_evaluation_seconds_per_step"] = per_step
+            result["evaluation_time_per_step_vs_pqn"] = evaluation["evaluation_seconds_per_step"] / per_step
     if config.planning:
         result |= planner_counts(config.dyna.planner_config, config.pqn.minibatch_size)
     return result
@@ -181,6 +195,17 @@ def phase_seconds(trainer: Trainer, states: TrainState, repeats: int) -> dict[st
         update = vmap(lambda s, k, r: model.update(s.planner.model, r, k))
         result["of_which_model_update"] = time_call(update, states, keys, rollout, repeats=repeats)
     return result
+
+
+def evaluation_seconds(trainer: Trainer, states: TrainState, repeats: int) -> dict[str, float]:
+    """One greedy evaluation of every seed (:meth:`Trainer.evaluate_episodes`, compiled): its median seconds, its
+    steps (the longest episode: the loop steps every environment until the last one ends) and the seconds per step."""
+    evaluate = jax.jit(trainer.evaluate_episodes)
+    key = jax.random.PRNGKey(0)
+    _, lengths = evaluate(states, key)
+    steps = int(jnp.max(lengths))
+    seconds = time_call(evaluate, states, key, repeats=repeats)
+    return {"evaluation_seconds": seconds, "evaluation_steps": steps, "evaluation_seconds_per_step": seconds / steps}
 
 
 def rollout_bytes(trainer: Trainer, states: TrainState) -> dict[str, int]:
