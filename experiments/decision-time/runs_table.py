@@ -1,6 +1,7 @@
 """The training runs' own figures as a markdown table: each run's final greedy evaluation, the mean of its last
-three evaluations and its final behaviour return, as mean ± s.e. over its seeds, its training seconds and its final
-evaluation per hour of training (the study's return per wall-clock second, scaled).
+three evaluations and its final behaviour return, as mean ± s.e. over its seeds, its training seconds (and of them the
+seconds in compiled updates: the rest is mostly its greedy evaluations) and its final evaluation per hour of training
+(the study's return per wall-clock second, scaled).
 
     python experiments/decision-time/runs_table.py experiments/decision-time/runs/asterix-pqn \\
         experiments/decision-time/runs/asterix-termination-veto-0.5
@@ -42,6 +43,9 @@ def row(run_dir: Path, against: Path | None) -> dict[str, str]:
         "mean of the last three evaluations": mean_se(last_three),
         "behaviour at the end": f"{np.mean(summary['final_behaviour_return']):.1f}",
         "training seconds": f"{summary['train_seconds']:.0f}",
+        # the compiled chunks of updates; the rest is mostly the greedy evaluations (with the veto where the run
+        # evaluates with it), which the paired benchmark of time per update leaves out
+        "of which updates": f"{summary['update_seconds']:.0f}",
         # the protocol's return per wall-clock second, per hour to be readable; all of the run's seeds share the time
         "final evaluation per training hour": f"{final.mean() / summary['train_seconds'] * 3600:.1f}",
     }
