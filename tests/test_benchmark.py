@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pdqn.config import PQNConfig
-from pdqn.experiments.benchmark import Benchmark, TimedChunk, evaluation_seconds, measure
+from pdqn.experiments.benchmark import Benchmark, TimedChunk, evaluation_seconds, measure, parse_args
 from tests.conftest import tiny_planning
 
 TINY_PQN = PQNConfig(num_envs=8, num_steps=8, num_minibatches=4, num_epochs=1)
@@ -39,3 +39,12 @@ def test_a_paired_evaluation_benchmark_gives_the_vetos_cost_per_step_in_units_of
         result["evaluation_seconds_per_step"] / result["pqn_evaluation_seconds_per_step"]
     )
     assert result["evaluation_steps"] >= 1 and result["pqn_evaluation_seconds_per_step"] > 0
+
+
+@pytest.mark.parametrize("flags", [["--eval-envs", "0"], ["--num-seeds", "0"], ["--updates", "0"]])
+def test_bad_values_are_one_error_line_and_exit_2(flags, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(flags)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")

@@ -56,6 +56,9 @@ class Benchmark:
     dyna: PlanningConfig = dataclasses.field(default_factory=PlanningConfig)
     """Planning: planner, world model and their knobs."""
 
+    def __post_init__(self) -> None:
+        self.config()  # the run config it times checks its own values (ConfigError: one error line from the CLI)
+
     def config(self) -> Config:
         dyna = dataclasses.replace(self.dyna, planning_delay=0) if self.planning_from_start else self.dyna
         return Config(
