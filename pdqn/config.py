@@ -271,12 +271,15 @@ class SearchConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class LearnedModelConfig:
-    """The learned world model (--dyna.model learned): an ensemble of dynamics networks trained on every update's
-    real batch (pdqn/models/)."""
+class ModelTrainingConfig:
+    """How a trained model learns from every update's real batch: the knobs the learned world model and the
+    termination model share (each flag group, --dyna.learned.* and --dyna.termination.*, has its own values)."""
+
+    flag_group: typing.ClassVar[str]
+    """The group's name on the command line, for error messages."""
 
     lr: float = 1e-3
-    """Learning rate of the dynamics model."""
+    """Learning rate of the model."""
     fraction: float = 0.5
     """Fraction of each update's real transitions the model trains on (a fresh random subset each update). 0.5 keeps
     the counterfactual planner within 1.6x PQN's time (the model's update is half of the planner's cost); 1.0 doubled
@@ -285,62 +288,14 @@ class LearnedModelConfig:
     """Passes of the model over its share of each update's real batch."""
     minibatches: int = 8
     """Minibatches per model epoch; must divide fraction * pqn.num_envs * pqn.num_steps."""
-    architecture: Literal["mlp", "conv"] = "mlp"
-    """Network: "mlp" (over the flattened frame) or "conv" (the same small network on every cell's 5x5
-    neighbourhood, with the action on every cell, a global path and a copy-the-frame residual; more accurate on
-    Asterix, not better inside the planners: experiments/world-model, experiments/planner-screen)."""
-    hidden: int = 128
-    """Width of the MLP's hidden layers."""
     features: int = 32
     """Features per cell of the convolutional network."""
-    ensemble_size: int = 1
-    """Ensemble members (vmapped); each imagined step of each rollout samples one member."""
     termination_weight: float = 1.0
     """Weight of a terminating step in the termination loss, against 1 for the others: terminations are under 1 %
     of steps, so at 1 the model learns the base rate (experiments/decision-time)."""
-    termination_head: Literal["summary", "cells"] = "summary"
-    """Where the conv model's termination comes from: "summary" (the pooled features of the action-conditioned pass)
-    or "cells" (every cell's features without the action give a logit per action, and their pooled summary one more
-    for deaths no neighbourhood shows, log-sum-exp over them: one pass for every action, so the veto's cost is one
-    forward per state; experiments/decision-time)."""
 
     def __post_init__(self) -> None:
-        p = "dyna.learned."
-        cells_need_conv = self.termination_head == "summary" or self.architecture == "conv"
-        _require(cells_need_conv, p + "termination_head", self.termination_head, '"summary" unless architecture is "conv"')
-        weight = self.termination_weight
-        _require(math.isfinite(weight) and weight >= 1.0, p + "termination_weight", weight, "a finite number >= 1")
-        _positive_ints(p, self, ("epochs", "minibatches", "hidden", "features", "ensemble_size"))
-        _require(math.isfinite(self.lr) and self.lr > 0, p + "lr", self.lr, "a finite number > 0")
-        _require(math.isfinite(self.fraction) and 0.0 < self.fraction <= 1.0, p + "fraction", self.fraction, "in (0, 1]")
-
-    def batch_size(self, real_batch_size: int) -> int:
-        """Real transitions the model trains on per update, of the update's ``real_batch_size``."""
-        return int(round(self.fraction * real_batch_size))
-
-
-@dataclasses.dataclass(frozen=True)
-class TerminationModelConfig:
-    """The termination model (--dyna.model termination): every action's probability of ending the episode and nothing
-    else, from the conv model's per-cell first layer and its "cells" head, trained on every update's real batch. It
-    cannot imagine, so it serves only the veto (--dyna.planner none; pdqn/models/termination.py)."""
-
-    lr: float = 1e-3
-    """Learning rate."""
-    fraction: float = 0.5
-    """Fraction of each update's real transitions it trains on (a fresh random subset each update)."""
-    epochs: int = 1
-    """Passes over its share of each update's real batch."""
-    minibatches: int = 8
-    """Minibatches per epoch; must divide fraction * pqn.num_envs * pqn.num_steps."""
-    features: int = 32
-    """Features per cell."""
-    termination_weight: float = 10.0
-    """Weight of a terminating step in the loss, against 1 for the others (10: the learned model's screen on Asterix,
-    experiments/decision-time)."""
-
-    def __post_init__(self) -> None:
-        p = "dyna.termination."
+        p = f"dyna.{self.flag_group}."
         weight = self.termination_weight
         _require(math.isfinite(weight) and weight >= 1.0, p + "termination_weight", weight, "a finite number >= 1")
         _positive_ints(p, self, ("epochs", "minibatches", "features"))
@@ -348,8 +303,60 @@ class TerminationModelConfig:
         _require(math.isfinite(self.fraction) and 0.0 < self.fraction <= 1.0, p + "fraction", self.fraction, "in (0, 1]")
 
     def batch_size(self, real_batch_size: int) -> int:
-        """Real transitions it trains on per update, of the update's ``real_batch_size``."""
+        """Real transitions the model trains on per update, of the update's ``real_batch_size``."""
         return int(round(self.fraction * real_batch_size))
+
+    def check_minibatches(self, real_batch_size: int) -> None:
+        """Raise :class:`ConfigError` unless ``minibatches`` divides the model's share of ``real_batch_size``."""
+        model_batch = self.batch_size(real_batch_size)
+        _require(
+            model_batch >= self.minibatches and model_batch % self.minibatches == 0,
+            f"dyna.{self.flag_group}.minibatches",
+            self.minibatches,
+            f"a divisor of dyna.{self.flag_group}.fraction*pqn.num_envs*pqn.num_steps={model_batch}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedModelConfig(ModelTrainingConfig):
+    """The learned world model (--dyna.model learned): an ensemble of dynamics networks trained on every update's
+    real batch (pdqn/models/)."""
+
+    flag_group: typing.ClassVar[str] = "learned"
+
+    architecture: Literal["mlp", "conv"] = "mlp"
+    """Network: "mlp" (over the flattened frame) or "conv" (the same small network on every cell's 5x5
+    neighbourhood, with the action on every cell, a global path and a copy-the-frame residual; more accurate on
+    Asterix, not better inside the planners: experiments/world-model, experiments/planner-screen)."""
+    hidden: int = 128
+    """Width of the MLP's hidden layers."""
+    ensemble_size: int = 1
+    """Ensemble members (vmapped); each imagined step of each rollout samples one member."""
+    termination_head: Literal["summary", "cells"] = "summary"
+    """Where the conv model's termination comes from: "summary" (the pooled features of the action-conditioned pass)
+    or "cells" (every cell's features without the action give a logit per action, and their pooled summary one more
+    for deaths no neighbourhood shows, log-sum-exp over them: one pass for every action, so the veto's cost is one
+    forward per state; experiments/decision-time)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        p = "dyna.learned."
+        cells_need_conv = self.termination_head == "summary" or self.architecture == "conv"
+        _require(cells_need_conv, p + "termination_head", self.termination_head, '"summary" unless architecture is "conv"')
+        _positive_ints(p, self, ("hidden", "ensemble_size"))
+
+
+@dataclasses.dataclass(frozen=True)
+class TerminationModelConfig(ModelTrainingConfig):
+    """The termination model (--dyna.model termination): every action's probability of ending the episode and nothing
+    else, from the conv model's per-cell first layer and its "cells" head, trained on every update's real batch. It
+    cannot imagine, so it serves only the veto (--dyna.planner none; pdqn/models/termination.py)."""
+
+    flag_group: typing.ClassVar[str] = "termination"
+
+    termination_weight: float = 10.0
+    """Weight of a terminating step in the loss, against 1 for the others (10: the learned model's screen on Asterix,
+    experiments/decision-time)."""
 
 
 def is_veto_threshold(value: float) -> bool:
@@ -447,6 +454,11 @@ class PlanningConfig:
             f"None unless dyna.learned.ensemble_size >= 2 (it is {self.learned.ensemble_size}): one model cannot "
             "disagree (with one model, pass --dyna.dyna.max-disagreeing-cells None)",
         )
+
+    @property
+    def trained_model_config(self) -> ModelTrainingConfig | None:
+        """The chosen model's training knobs (None: the oracle is the real game and trains nothing)."""
+        return {"learned": self.learned, "termination": self.termination}.get(self.model)
 
     @property
     def planner_config(self) -> CounterfactualConfig | DynaConfig | ValueExpansionConfig | SearchConfig | None:
@@ -603,14 +615,9 @@ class Config:
             self.eval_every,
             "in (0, 1] or None",
         )
-        learned = self.dyna.learned
-        model_batch = learned.batch_size(self.pqn.batch_size)
-        _require(
-            model_batch >= learned.minibatches and model_batch % learned.minibatches == 0,
-            "dyna.learned.minibatches",
-            learned.minibatches,
-            f"a divisor of dyna.learned.fraction*pqn.num_envs*pqn.num_steps={model_batch}",
-        )
+        trained_model = self.dyna.trained_model_config
+        if self.planning and trained_model is not None:
+            trained_model.check_minibatches(self.pqn.batch_size)
 
     @property
     def num_updates(self) -> int:

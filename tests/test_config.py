@@ -13,8 +13,10 @@ from pdqn.config import (
     LearnedModelConfig,
     PlanningConfig,
     PQNConfig,
+    TerminationModelConfig,
     TrackConfig,
     ValueExpansionConfig,
+    VetoConfig,
 )
 
 
@@ -33,6 +35,8 @@ def test_derived_values_are_properties():
     assert config.pqn.batch_size == 4096 and config.pqn.minibatch_size == 128
     assert config.num_updates == 245
     assert config.eval_interval == 12
+
+TERMINATION_VETO = dict(planner="none", model="termination", veto=VetoConfig(threshold=0.5))
 
 
 @pytest.mark.parametrize(
@@ -55,7 +59,13 @@ def test_derived_values_are_properties():
         (lambda: CounterfactualConfig(share=0.0), "dyna.counterfactual.share"),
         (lambda: CounterfactualConfig(max_wrong_cells=-1), "dyna.counterfactual.max_wrong_cells"),
         (lambda: PlanningConfig(planning_delay=-1), "dyna.planning_delay"),
-        (lambda: Config(dyna=PlanningConfig(learned=LearnedModelConfig(minibatches=7))), "dyna.learned.minibatches"),
+        (lambda: Config(alg="pdqn", dyna=PlanningConfig(learned=LearnedModelConfig(minibatches=7))), "dyna.learned.minibatches"),
+        (lambda: TerminationModelConfig(lr=0.0), "dyna.termination.lr"),
+        (lambda: TerminationModelConfig(termination_weight=0.5), "dyna.termination.termination_weight"),
+        (
+            lambda: Config(alg="pdqn", dyna=PlanningConfig(**TERMINATION_VETO, termination=TerminationModelConfig(minibatches=7))),
+            "dyna.termination.minibatches",
+        ),
         (lambda: Config(num_seeds=0), "num_seeds"),
         (lambda: Config(frame_stack=0), "frame_stack"),
         (lambda: Config(total_timesteps=100), "total_timesteps"),
@@ -126,3 +136,14 @@ def test_a_planner_knob_constrains_only_its_own_planner():
     assert ValueExpansionConfig(minibatches=42).minibatches == 42
     with pytest.raises(ConfigError, match=r"^dyna\.dyna\.minibatches=42 is invalid: must be a divisor of horizon\*num_rollouts=2580"):
         DynaConfig(minibatches=42)
+
+
+def test_only_the_model_a_run_trains_must_split_its_batch_evenly():
+    tiny = PQNConfig(num_envs=2, num_steps=2, num_minibatches=1)  # a 4-transition batch: 2 for a model, fewer than 8
+    assert Config(alg="pqn", pqn=tiny, total_timesteps=4).dyna.learned.minibatches == 8  # PQN trains no model
+    oracle = PlanningConfig(model="oracle")
+    assert Config(alg="pdqn", pqn=tiny, total_timesteps=4, dyna=oracle).dyna.model == "oracle"  # nor does the oracle
+    with pytest.raises(ConfigError, match=r"^dyna.learned.minibatches=8 is invalid: must be a divisor of .*=2$"):
+        Config(alg="pdqn", pqn=tiny, total_timesteps=4)
+    split = TerminationModelConfig(minibatches=2)
+    assert Config(alg="pdqn", pqn=tiny, total_timesteps=4, dyna=PlanningConfig(**TERMINATION_VETO, termination=split))
