@@ -36,7 +36,8 @@ def test_derived_values_are_properties():
     assert config.num_updates == 245
     assert config.eval_interval == 12
 
-TERMINATION_VETO = dict(planner="none", model="termination", veto=VetoConfig(threshold=0.5))
+def termination_veto(termination: TerminationModelConfig) -> PlanningConfig:
+    return PlanningConfig(planner="none", model="termination", termination=termination, veto=VetoConfig(threshold=0.5))
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,7 @@ TERMINATION_VETO = dict(planner="none", model="termination", veto=VetoConfig(thr
         (lambda: TerminationModelConfig(lr=0.0), "dyna.termination.lr"),
         (lambda: TerminationModelConfig(termination_weight=0.5), "dyna.termination.termination_weight"),
         (
-            lambda: Config(alg="pdqn", dyna=PlanningConfig(**TERMINATION_VETO, termination=TerminationModelConfig(minibatches=7))),
+            lambda: Config(alg="pdqn", dyna=termination_veto(TerminationModelConfig(minibatches=7))),
             "dyna.termination.minibatches",
         ),
         (lambda: Config(num_seeds=0), "num_seeds"),
@@ -146,4 +147,4 @@ def test_only_the_model_a_run_trains_must_split_its_batch_evenly():
     with pytest.raises(ConfigError, match=r"^dyna.learned.minibatches=8 is invalid: must be a divisor of .*=2$"):
         Config(alg="pdqn", pqn=tiny, total_timesteps=4)
     split = TerminationModelConfig(minibatches=2)
-    assert Config(alg="pdqn", pqn=tiny, total_timesteps=4, dyna=PlanningConfig(**TERMINATION_VETO, termination=split))
+    assert Config(alg="pdqn", pqn=tiny, total_timesteps=4, dyna=termination_veto(split))
