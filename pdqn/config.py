@@ -281,9 +281,9 @@ class ModelTrainingConfig:
     lr: float = 1e-3
     """Learning rate of the model."""
     fraction: float = 0.5
-    """Fraction of each update's real transitions the model trains on (a fresh random subset each update). 0.5 keeps
-    the counterfactual planner within 1.6x PQN's time (the model's update is half of the planner's cost); 1.0 doubled
-    changed-cell accuracy for the dyna planner (experiments/model-accuracy)."""
+    """Fraction of each update's real transitions the model trains on (a fresh random subset each update). For the
+    learned model 0.5 keeps the counterfactual planner within 1.6x PQN's time (the model's update is half of the
+    planner's cost); 1.0 doubled changed-cell accuracy for the dyna planner (experiments/model-accuracy)."""
     epochs: int = 1
     """Passes of the model over its share of each update's real batch."""
     minibatches: int = 8
