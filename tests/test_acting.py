@@ -121,3 +121,19 @@ def test_termination_probabilities_are_a_members_prediction_for_each_row_and_act
         assert np.all(np.min(np.abs(expected - p[:, a]), axis=0) < 1e-5), (a, expected, p[:, a])
     if ensemble_size > 1:  # the members differ, and each pair takes one of them
         assert np.max(np.abs(expected[0] - expected[1])) > 1e-3
+
+
+def test_veto_py_gives_each_policys_gain_as_a_share_of_the_real_games(tmp_path):
+    """Learned gains (1, 2, 3) against the real game's (2, 4, 6) on the same seeds: a share of one half on every
+    bootstrap resample of the seeds, so its s.e. is 0."""
+    rows = ["run,game,seed,policy,return,se"]
+    for seed, real, learned in [(0, 12, 11), (1, 14, 12), (2, 16, 13)]:
+        rows += [f"r,asterix,{seed},greedy,10,1", f'r,asterix,{seed},"veto, real game",{real},1']
+        rows += [f'r,asterix,{seed},"veto, learned model, 0.5",{learned},1']
+    (tmp_path / "veto.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "termination.csv").write_text("run,game,seed,recall\nr,asterix,0,0.5\n")
+    command = [sys.executable, "experiments/decision-time/veto.py", "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[1], check=True)
+    learned_row = next(line for line in result.stdout.splitlines() if "learned model, 0.5" in line)
+    cells = [cell.strip() for cell in learned_row.strip("|").split("|")]
+    assert cells[2:] == ["12.0", "0.58", "2.0", "0.58", "0.5", "0.0"]
