@@ -357,13 +357,6 @@ class TerminationModelConfig(ModelTrainingConfig):
     termination_weight: float = 10.0
     """Weight of a terminating step in the loss, against 1 for the others (10: the learned model's screen on Asterix,
     experiments/decision-time)."""
-    radius: int = 2
-    """Cells each side of a cell that its first layer reads: 2 is the structured model's 5x5 neighbourhood, 1 a 3x3
-    one (about 2.7x fewer inputs per cell)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _positive_ints("dyna.termination.", self, ("radius",))
 
 
 def is_veto_threshold(value: float) -> bool:

@@ -96,9 +96,18 @@ UNMERGED_OPTIONS: dict[str, RemovedOption] = {
         ("counterfactual", "dyna", "value_expansion", "search"),
         ("learned",),
     ),
+    "dyna.termination.radius": RemovedOption(
+        2,
+        "a 3x3 termination model, cheaper, screened at commit cdcdbbf and rejected by experiments/decision-time "
+        "(A 3x3 termination model: on Seaquest its veto recovered less of the real game's gain than the 5x5's)",
+        "cdcdbbf",
+        ("none",),
+        ("termination",),
+    ),
 }
-"""Options of a grouped config that only a screened, unmerged branch had: a saved config with the kept value loads
-without it; one that ran another value is an error that names the branch to check out."""
+"""Options of a grouped config that only a screened branch or commit had, removed when the screen rejected them: a
+saved config with the kept value loads without it; one that ran another value is an error that names what to check
+out."""
 
 
 def without_unmerged(data: dict[str, Any]) -> dict[str, Any]:

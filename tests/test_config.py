@@ -62,7 +62,6 @@ def termination_veto(termination: TerminationModelConfig) -> PlanningConfig:
         (lambda: PlanningConfig(planning_delay=-1), "dyna.planning_delay"),
         (lambda: Config(alg="pdqn", dyna=PlanningConfig(learned=LearnedModelConfig(minibatches=7))), "dyna.learned.minibatches"),
         (lambda: TerminationModelConfig(lr=0.0), "dyna.termination.lr"),
-        (lambda: TerminationModelConfig(radius=0), "dyna.termination.radius"),
         (lambda: TerminationModelConfig(termination_weight=0.5), "dyna.termination.termination_weight"),
         (
             lambda: Config(alg="pdqn", dyna=termination_veto(TerminationModelConfig(minibatches=7))),

@@ -9,7 +9,6 @@ import pytest
 
 from pdqn.config import ConfigError, TerminationModelConfig
 from pdqn.models import ConvDynamicsModel, TerminationModel
-from pdqn.models.conv import cell_input_size, cell_inputs
 from pdqn.models.termination import TerminationBatch, TerminationNetwork, taken_termination_loss
 from pdqn.termination import sample_terminations
 from pdqn.train import Trainer
@@ -25,7 +24,7 @@ VETO_ONLY = dict(planner="none", model="termination", veto=dict(threshold=0.5), 
 def constant_network(logits) -> TerminationNetwork:
     """A network whose logit for action a is ``logits[a]`` at every state (zero weights into the head's output, the
     logits as its global path's bias, every cell's logit far below)."""
-    net = TerminationNetwork(OBS_SHAPE, len(logits), 4, radius=2, key=jax.random.PRNGKey(0))
+    net = TerminationNetwork(OBS_SHAPE, len(logits), 4, key=jax.random.PRNGKey(0))
     zero = lambda d: eqx.tree_at(lambda d: d.weight, d, jnp.zeros_like(d.weight))  # noqa: E731
     head = net.head
     head = eqx.tree_at(lambda h: h.cell_out, head, zero(head.cell_out))
@@ -53,7 +52,7 @@ def test_the_loss_is_the_weighted_cross_entropy_of_the_taken_actions_logits():
 def test_it_answers_every_action_in_one_pass_like_the_structured_models_cells_head():
     """The same first layer and head as the structured model's, with the action's weights left out."""
     conv = ConvDynamicsModel(OBS_SHAPE, 3, 8, key=jax.random.PRNGKey(1), termination_head="cells")
-    net = TerminationNetwork(OBS_SHAPE, 3, 8, radius=2, key=jax.random.PRNGKey(2))
+    net = TerminationNetwork(OBS_SHAPE, 3, 8, key=jax.random.PRNGKey(2))
     net = eqx.tree_at(lambda n: n.local.weight, net, conv.local.weight[:-3])
     net = eqx.tree_at(lambda n: (n.local.bias, n.local_norm, n.head), net, (conv.local.bias, conv.local_norm, conv.cells_termination))
     obs = jax.random.bernoulli(jax.random.PRNGKey(3), 0.3, (5, *OBS_SHAPE)).astype(jnp.float32)
@@ -65,22 +64,6 @@ def test_it_answers_every_action_in_one_pass_like_the_structured_models_cells_he
     assert not model.imagines
     with pytest.raises(TypeError, match="cannot imagine"):
         model.stepper(state)
-
-
-def test_a_radius_of_one_reads_every_cells_3x3_neighbourhood():
-    obs = jnp.arange(16.0).reshape(1, 4, 4, 1)  # one channel: cell (i, j) holds 4i + j
-    inputs = cell_inputs(obs, radius=1)
-    assert inputs.shape == (1, 4, 4, cell_input_size(1, radius=1)) == (1, 4, 4, 9 * 2 + 2)
-    # Cell (1, 1): its 3x3 neighbourhood as (value, outside) pairs row by row, then its row and column in [-1, 1].
-    window = [[0, 0], [1, 0], [2, 0], [4, 0], [5, 0], [6, 0], [8, 0], [9, 0], [10, 0]]
-    np.testing.assert_allclose(inputs[0, 1, 1], [*np.ravel(window), -1 / 3, -1 / 3], atol=1e-6)
-    # Cell (0, 0): the top row and the left column are past the walls (value 0, outside 1).
-    corner = [[0, 1], [0, 1], [0, 1], [0, 1], [0, 0], [1, 0], [0, 1], [4, 0], [5, 0]]
-    np.testing.assert_allclose(inputs[0, 0, 0], [*np.ravel(corner), -1, -1], atol=1e-6)
-    model = TerminationModel.build(TerminationModelConfig(features=8, radius=1), OBS_SHAPE, 3, real_batch_size=64)
-    network = model.init(jax.random.PRNGKey(0)).network
-    assert network.local.weight.shape[0] == cell_input_size(OBS_SHAPE[2], radius=1) == 9 * 3 + 2
-    assert network(jnp.zeros((2, *OBS_SHAPE))).shape == (2, 3)
 
 
 def test_the_planner_none_leaves_the_q_network_exactly_as_pqns():

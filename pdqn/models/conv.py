@@ -57,20 +57,18 @@ def neighbourhoods(x: Float[Array, "batch height width channels"], radius: int =
     return jnp.concatenate(windows, axis=-1)
 
 
-def cell_inputs(
-    obs: Float[Array, "batch height width channels"], radius: int = RADIUS
-) -> Float[Array, "batch height width inputs"]:
-    """What every cell's first layer reads besides the action: its neighbourhood of ``radius`` cells each side
-    (:func:`neighbourhoods`) and its row and column in [-1, 1]."""
+def cell_inputs(obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch height width inputs"]:
+    """What every cell's first layer reads besides the action: its neighbourhood (:func:`neighbourhoods`) and its
+    row and column in [-1, 1]."""
     batch, height, width, _ = obs.shape
     rows = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, height)[None, :, None, None], (batch, height, width, 1))
     cols = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, width)[None, None, :, None], (batch, height, width, 1))
-    return jnp.concatenate([neighbourhoods(obs, radius), rows, cols], axis=-1)
+    return jnp.concatenate([neighbourhoods(obs), rows, cols], axis=-1)
 
 
-def cell_input_size(channels: int, radius: int = RADIUS) -> int:
+def cell_input_size(channels: int) -> int:
     """Inputs :func:`cell_inputs` gives every cell of observations with ``channels`` channels."""
-    return (2 * radius + 1) ** 2 * (channels + 1) + 2
+    return (2 * RADIUS + 1) ** 2 * (channels + 1) + 2
 
 
 def pooled(h: Float[Array, "batch height width features"]) -> Float[Array, "batch twice_features"]:

@@ -3,10 +3,9 @@
 The termination veto (:mod:`pdqn.acting`) asks a world model one question, "does this action end the episode?", but
 the learned model answers it as a by-product of predicting the next frame, which costs most of its update. This model
 keeps only what the answer needs, the structured model's per-cell first layer without the action and its "cells"
-termination head (:mod:`pdqn.models.conv`), over a neighbourhood of ``radius`` cells each side (2: 5x5, as the
-structured model's):
+termination head (:mod:`pdqn.models.conv`):
 
-    h       = ReLU(LN(W1 [neighbourhood, row, column]))          per cell, no action
+    h       = ReLU(LN(W1 [5x5 neighbourhood, row, column]))      per cell, no action
     logit_a = logsumexp(cells_a(h), global_a(pooled(h)))           for every action at once
 
 trained on the taken action's logit of every update's real batch with the weighted termination loss
@@ -37,20 +36,16 @@ class TerminationNetwork(eqx.Module):
     local: Dense
     local_norm: LayerNorm
     head: CellsTermination
-    radius: int = eqx.field(static=True)
 
-    def __init__(
-        self, obs_shape: tuple[int, int, int], num_actions: int, features: int, radius: int, *, key: PRNGKeyArray
-    ):
+    def __init__(self, obs_shape: tuple[int, int, int], num_actions: int, features: int, *, key: PRNGKeyArray):
         k_local, k_head = jax.random.split(key)
-        self.radius = radius
-        self.local = Dense(cell_input_size(obs_shape[2], radius), features, key=k_local)
+        self.local = Dense(cell_input_size(obs_shape[2]), features, key=k_local)
         self.local_norm = LayerNorm(features)
         self.head = CellsTermination(features, num_actions, key=k_head)
 
     def __call__(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch actions"]:
         """Every action's termination logit."""
-        h = jax.nn.relu(self.local_norm(self.local(jax.lax.stop_gradient(cell_inputs(obs, self.radius)))))
+        h = jax.nn.relu(self.local_norm(self.local(jax.lax.stop_gradient(cell_inputs(obs)))))
         return self.head(h)
 
 
@@ -83,7 +78,6 @@ class TerminationModel(WorldModel):
     obs_shape: tuple[int, int, int] = eqx.field(static=True)
     num_actions: int = eqx.field(static=True)
     features: int = eqx.field(static=True)
-    radius: int = eqx.field(static=True)
     lr: float = eqx.field(static=True)
     batch_size: int = eqx.field(static=True)
     epochs: int = eqx.field(static=True)
@@ -100,7 +94,6 @@ class TerminationModel(WorldModel):
             obs_shape=obs_shape,
             num_actions=num_actions,
             features=config.features,
-            radius=config.radius,
             lr=config.lr,
             batch_size=config.batch_size(real_batch_size),
             epochs=config.epochs,
@@ -109,7 +102,7 @@ class TerminationModel(WorldModel):
         )
 
     def init(self, key: PRNGKeyArray) -> TerminationState:
-        network = TerminationNetwork(self.obs_shape, self.num_actions, self.features, self.radius, key=key)
+        network = TerminationNetwork(self.obs_shape, self.num_actions, self.features, key=key)
         return TerminationState(network=network, opt_state=model_optimiser().init(eqx.filter(network, eqx.is_array)))
 
     def update(self, state: TerminationState, rollout: Rollout, key: PRNGKeyArray) -> tuple[TerminationState, Metrics]:
