@@ -270,31 +270,22 @@ class SearchConfig:
         _require(used, p + "minibatches", self.minibatches, "> 0 when search acts neither in training nor in evaluation")
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelTrainingConfig:
-    """How a trained model learns from every update's real batch: the knobs the learned world model and the
-    termination model share (each flag group, --dyna.learned.* and --dyna.termination.*, has its own values)."""
+class ModelTraining:
+    """The checks and derived values of the knobs with which a trained model learns from every update's real batch,
+    shared by the learned world model's and the termination model's configs. (Each config declares the fields itself:
+    tyro renders an inherited field's docstring with its source line breaks.)"""
 
     flag_group: typing.ClassVar[str]
     """The group's name on the command line, for error messages."""
+    lr: float
+    fraction: float
+    epochs: int
+    minibatches: int
+    features: int
+    termination_weight: float
 
-    lr: float = 1e-3
-    """Learning rate of the model."""
-    fraction: float = 0.5
-    """Fraction of each update's real transitions the model trains on (a fresh random subset each update). For the
-    learned model 0.5 keeps the counterfactual planner within 1.6x PQN's time (the model's update is half of the
-    planner's cost); 1.0 doubled changed-cell accuracy for the dyna planner (experiments/model-accuracy)."""
-    epochs: int = 1
-    """Passes of the model over its share of each update's real batch."""
-    minibatches: int = 8
-    """Minibatches per model epoch; must divide fraction * pqn.num_envs * pqn.num_steps."""
-    features: int = 32
-    """Features per cell of the convolutional network."""
-    termination_weight: float = 1.0
-    """Weight of a terminating step in the termination loss, against 1 for the others: terminations are under 1 %
-    of steps, so at 1 the model learns the base rate (experiments/decision-time)."""
-
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for a knob outside its range."""
         p = f"dyna.{self.flag_group}."
         weight = self.termination_weight
         _require(math.isfinite(weight) and weight >= 1.0, p + "termination_weight", weight, "a finite number >= 1")
@@ -318,20 +309,35 @@ class ModelTrainingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class LearnedModelConfig(ModelTrainingConfig):
+class LearnedModelConfig(ModelTraining):
     """The learned world model (--dyna.model learned): an ensemble of dynamics networks trained on every update's
     real batch (pdqn/models/)."""
 
     flag_group: typing.ClassVar[str] = "learned"
 
+    lr: float = 1e-3
+    """Learning rate of the dynamics model."""
+    fraction: float = 0.5
+    """Fraction of each update's real transitions the model trains on (a fresh random subset each update). 0.5 keeps
+    the counterfactual planner within 1.6x PQN's time (the model's update is half of the planner's cost); 1.0 doubled
+    changed-cell accuracy for the dyna planner (experiments/model-accuracy)."""
+    epochs: int = 1
+    """Passes of the model over its share of each update's real batch."""
+    minibatches: int = 8
+    """Minibatches per model epoch; must divide fraction * pqn.num_envs * pqn.num_steps."""
     architecture: Literal["mlp", "conv"] = "mlp"
     """Network: "mlp" (over the flattened frame) or "conv" (the same small network on every cell's 5x5
     neighbourhood, with the action on every cell, a global path and a copy-the-frame residual; more accurate on
     Asterix, not better inside the planners: experiments/world-model, experiments/planner-screen)."""
     hidden: int = 128
     """Width of the MLP's hidden layers."""
+    features: int = 32
+    """Features per cell of the convolutional network."""
     ensemble_size: int = 1
     """Ensemble members (vmapped); each imagined step of each rollout samples one member."""
+    termination_weight: float = 1.0
+    """Weight of a terminating step in the termination loss, against 1 for the others: terminations are under 1 %
+    of steps, so at 1 the model learns the base rate (experiments/decision-time)."""
     termination_head: Literal["summary", "cells"] = "summary"
     """Where the conv model's termination comes from: "summary" (the pooled features of the action-conditioned pass)
     or "cells" (every cell's features without the action give a logit per action, and their pooled summary one more
@@ -339,7 +345,7 @@ class LearnedModelConfig(ModelTrainingConfig):
     forward per state; experiments/decision-time)."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        self.check()
         p = "dyna.learned."
         cells_need_conv = self.termination_head == "summary" or self.architecture == "conv"
         _require(cells_need_conv, p + "termination_head", self.termination_head, '"summary" unless architecture is "conv"')
@@ -347,16 +353,29 @@ class LearnedModelConfig(ModelTrainingConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class TerminationModelConfig(ModelTrainingConfig):
+class TerminationModelConfig(ModelTraining):
     """The termination model (--dyna.model termination): every action's probability of ending the episode and nothing
     else, from the conv model's per-cell first layer and its "cells" head, trained on every update's real batch. It
     cannot imagine, so it serves only the veto (--dyna.planner none; pdqn/models/termination.py)."""
 
     flag_group: typing.ClassVar[str] = "termination"
 
+    lr: float = 1e-3
+    """Learning rate."""
+    fraction: float = 0.5
+    """Fraction of each update's real transitions it trains on (a fresh random subset each update)."""
+    epochs: int = 1
+    """Passes over its share of each update's real batch."""
+    minibatches: int = 8
+    """Minibatches per epoch; must divide fraction * pqn.num_envs * pqn.num_steps."""
+    features: int = 32
+    """Features per cell."""
     termination_weight: float = 10.0
     """Weight of a terminating step in the loss, against 1 for the others (10: the learned model's screen on Asterix,
     experiments/decision-time)."""
+
+    def __post_init__(self) -> None:
+        self.check()
 
 
 def is_veto_threshold(value: float) -> bool:
@@ -456,7 +475,7 @@ class PlanningConfig:
         )
 
     @property
-    def trained_model_config(self) -> ModelTrainingConfig | None:
+    def trained_model_config(self) -> LearnedModelConfig | TerminationModelConfig | None:
         """The chosen model's training knobs (None: the oracle is the real game and trains nothing)."""
         return {"learned": self.learned, "termination": self.termination}.get(self.model)
 
