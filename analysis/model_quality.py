@@ -2,7 +2,7 @@
 
     python -m analysis.model_quality --runs experiments/study-1m/runs --out experiments/study-1m/model_quality.md
 
-For each PDQN run, each metric is averaged over the last ``--tail`` fraction of updates per seed, then
+For each PDQN run (``--alg pdqn``, whatever its variant's name: the termination model's runs too), each metric is averaged over the last ``--tail`` fraction of updates per seed, then
 reported as mean ± standard error over seeds. ``mean_q`` of the PQN run of the same game is set beside PDQN's:
 the gap shows what imagined targets do to the values (inflated on Breakout, lower on the games with poor models).
 """
@@ -36,7 +36,7 @@ def late_means(frame: pl.DataFrame, tail: float) -> pl.DataFrame:
     present = [c for c in COLUMNS if c in frame.columns]
     last = pl.col("env_step").max().over("run_id", "seed")
     late = frame.filter(pl.col("env_step") > last * (1.0 - tail))
-    return late.group_by("game", "variant", "run_id", "seed").agg(
+    return late.group_by("game", "alg", "variant", "run_id", "seed").agg(
         [pl.col(c).cast(pl.Float64).fill_nan(None).mean() for c in present]
     )
 
@@ -45,15 +45,15 @@ def quality_table(frame: pl.DataFrame, tail: float) -> pl.DataFrame:
     """Mean and standard error over seeds per game and variant; PQN's mean Q alongside as ``pqn_mean_q``."""
     seeds = late_means(frame, tail)
     present = [c for c in COLUMNS if c in seeds.columns]
-    summary = seeds.group_by("game", "variant").agg(
+    summary = seeds.group_by("game", "alg", "variant").agg(
         pl.len().alias("seeds"),
         *[pl.col(c).mean().alias(c) for c in present],
         *[(pl.col(c).std() / pl.len().sqrt()).alias(c + "_se") for c in present],
     )
     pqn_q = summary.filter(pl.col("variant") == "pqn").select("game", pl.col(metrics.MEAN_Q.name).alias("pqn_mean_q"))
-    planning = summary.filter(pl.col("variant").str.starts_with("pdqn"))
+    planning = summary.filter(pl.col("alg") == "pdqn")
     if planning.height == 0:
-        raise AnalysisError("no PDQN runs (variant pdqn...) among the runs given")
+        raise AnalysisError("no PDQN runs (--alg pdqn) among the runs given")
     return planning.join(pqn_q, on="game", how="left").sort("game", "variant")
 
 

@@ -137,3 +137,20 @@ def test_veto_py_gives_each_policys_gain_as_a_share_of_the_real_games(tmp_path):
     learned_row = next(line for line in result.stdout.splitlines() if "learned model, 0.5" in line)
     cells = [cell.strip() for cell in learned_row.strip("|").split("|")]
     assert cells[2:] == ["12.0", "0.58", "2.0", "0.58", "0.5", "0.0"]
+
+
+def test_veto_py_gives_no_share_where_the_real_games_veto_gains_nothing(tmp_path):
+    """SpaceInvaders' policies have no avoidable deaths: the real game's veto returns what greedy does on every seed,
+    so there is no gain to take a share of; veto.py says NaN, without numpy's division warnings."""
+    rows = ["run,game,seed,policy,return,se"]
+    for seed in range(3):
+        rows += [f"r,space_invaders,{seed},greedy,10,1", f'r,space_invaders,{seed},"veto, real game",10,1']
+        rows += [f'r,space_invaders,{seed},"veto, learned model, 0.5",{10 + seed},1']
+    (tmp_path / "veto.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "termination.csv").write_text("run,game,seed,recall\nr,space_invaders,0,1.0\n")
+    command = [sys.executable, "experiments/decision-time/veto.py", "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[1], check=True)
+    learned_row = next(line for line in result.stdout.splitlines() if "learned model, 0.5" in line)
+    cells = [cell.strip() for cell in learned_row.strip("|").split("|")]
+    assert cells[4:] == ["1.0", "0.58", "NaN", "NaN"]
+    assert "Warning" not in result.stderr

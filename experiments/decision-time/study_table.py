@@ -1,6 +1,8 @@
 """The fresh-seed study's tables in README.md here, from the committed runs (``study/runs/``): ``analysis.report``'s
 table (per game and variant both measures, the IQM of each, and P(improvement) and the IQM difference of ``pqn-veto``
-over every control) between the ``study-table`` markers, and each run's training time between ``study-seconds``.
+over every control) between the ``study-table`` markers; the same comparisons for today's default, ``pdqn``, against the
+controls between ``study-default`` (a second report, ``study/report-default/``); and each run's training time between
+``study-seconds``.
 
     python experiments/decision-time/study_table.py
 
@@ -19,6 +21,15 @@ HERE = Path(__file__).parent
 RUNS = HERE / "study" / "runs"
 CANDIDATE = "pqn-veto"
 CONTROLS = ["pqn-wallclock", "pqn", "pqn-matched", "pqn-reuse", "pdqn"]
+DEFAULT = "pdqn"
+"""Today's default, which stays unless the candidate passes the decision: README says which control beats it."""
+
+
+def comparisons(table: str) -> str:
+    """The probability-of-improvement and IQM-difference table of a report's ``table.md``, with its caption."""
+    blocks = table.strip().split("\n\n")
+    start = next(i for i, block in enumerate(blocks) if block.startswith("| comparison |"))
+    return "\n\n".join(blocks[start : start + 2])
 
 
 def main() -> int:
@@ -32,6 +43,12 @@ def main() -> int:
         return code
     readme = HERE / "README.md"
     replace_marked(readme, "study-table", f"{len(runs)} runs of five seeds each.\n\n" + (out / "table.md").read_text().strip())
+    out_default = HERE / "study" / "report-default"
+    others = [c for c in [CANDIDATE, *CONTROLS] if c != DEFAULT]
+    code = report_main(["--runs", str(RUNS), "--out", str(out_default), "--better", DEFAULT, "--worse", ",".join(others)])
+    if code != 0:
+        return code
+    replace_marked(readme, "study-default", comparisons((out_default / "table.md").read_text()))
     rows = [row(d, None) for d in runs]
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])] + ["| " + " | ".join(r.values()) + " |" for r in rows]
     replace_marked(readme, "study-seconds", "\n".join(lines))

@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 def share_of_real_gain(gain: np.ndarray, real_gain: np.ndarray, resamples: int = 10_000) -> tuple[float, float]:
     """A policy's mean gain over greedy as a share of the real-game veto's, over the same seeds, and its standard
     error: the standard deviation of the share over bootstrap resamples of the seeds (a fixed key, so it prints the
-    same every time)."""
+    same every time). Both are NaN where the real game's veto gains nothing (no avoidable deaths: no share to recover)."""
+    if real_gain.mean() == 0:
+        return float("nan"), float("nan")
     indices = np.random.default_rng(0).integers(0, len(gain), size=(resamples, len(gain)))
     with np.errstate(divide="ignore", invalid="ignore"):
         shares = gain[indices].mean(axis=1) / real_gain[indices].mean(axis=1)
