@@ -123,11 +123,11 @@ def test_termination_probabilities_are_a_members_prediction_for_each_row_and_act
         assert np.max(np.abs(expected[0] - expected[1])) > 1e-3
 
 
-def test_veto_py_gives_each_policys_gain_as_a_share_of_the_real_games(tmp_path):
-    """Learned gains (1, 2, 3) against the real game's (2, 4, 6) on the same seeds: a share of one half on every
-    bootstrap resample of the seeds, so its s.e. is 0."""
+def reprint_veto_table(tmp_path: Path, returns: list[tuple[int, float, float]]) -> tuple[list[str], str]:
+    """``veto.py --out`` on a table of one run whose seeds return 10 greedily and (real game, learned model) with the
+    veto: the learned policy's printed row as cells, and what it wrote to stderr."""
     rows = ["run,game,seed,policy,return,se"]
-    for seed, real, learned in [(0, 12, 11), (1, 14, 12), (2, 16, 13)]:
+    for seed, real, learned in returns:
         rows += [f"r,asterix,{seed},greedy,10,1", f'r,asterix,{seed},"veto, real game",{real},1']
         rows += [f'r,asterix,{seed},"veto, learned model, 0.5",{learned},1']
     (tmp_path / "veto.csv").write_text("\n".join(rows) + "\n")
@@ -135,22 +135,19 @@ def test_veto_py_gives_each_policys_gain_as_a_share_of_the_real_games(tmp_path):
     command = [sys.executable, "experiments/decision-time/veto.py", "--out", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[1], check=True)
     learned_row = next(line for line in result.stdout.splitlines() if "learned model, 0.5" in line)
-    cells = [cell.strip() for cell in learned_row.strip("|").split("|")]
+    return [cell.strip() for cell in learned_row.strip("|").split("|")], result.stderr
+
+
+def test_veto_py_gives_each_policys_gain_as_a_share_of_the_real_games(tmp_path):
+    """Learned gains (1, 2, 3) against the real game's (2, 4, 6) on the same seeds: a share of one half on every
+    bootstrap resample of the seeds, so its s.e. is 0."""
+    cells, _ = reprint_veto_table(tmp_path, [(0, 12, 11), (1, 14, 12), (2, 16, 13)])
     assert cells[2:] == ["12.0", "0.58", "2.0", "0.58", "0.5", "0.0"]
 
 
 def test_veto_py_gives_no_share_where_the_real_games_veto_gains_nothing(tmp_path):
-    """SpaceInvaders' policies have no avoidable deaths: the real game's veto returns what greedy does on every seed,
-    so there is no gain to take a share of; veto.py says NaN, without numpy's division warnings."""
-    rows = ["run,game,seed,policy,return,se"]
-    for seed in range(3):
-        rows += [f"r,space_invaders,{seed},greedy,10,1", f'r,space_invaders,{seed},"veto, real game",10,1']
-        rows += [f'r,space_invaders,{seed},"veto, learned model, 0.5",{10 + seed},1']
-    (tmp_path / "veto.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "termination.csv").write_text("run,game,seed,recall\nr,space_invaders,0,1.0\n")
-    command = [sys.executable, "experiments/decision-time/veto.py", "--out", str(tmp_path)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[1], check=True)
-    learned_row = next(line for line in result.stdout.splitlines() if "learned model, 0.5" in line)
-    cells = [cell.strip() for cell in learned_row.strip("|").split("|")]
+    """Where the policies have no avoidable deaths (SpaceInvaders, Breakout) the real game's veto returns what greedy
+    does on every seed, so there is no gain to take a share of: veto.py says NaN, without numpy's division warnings."""
+    cells, stderr = reprint_veto_table(tmp_path, [(0, 10, 10), (1, 10, 11), (2, 10, 12)])
     assert cells[4:] == ["1.0", "0.58", "NaN", "NaN"]
-    assert "Warning" not in result.stderr
+    assert "Warning" not in stderr
