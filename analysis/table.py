@@ -66,19 +66,24 @@ def markdown_table(table: pl.DataFrame, aggregates: dict | None = None, env_step
         notes += ["", normalisation_note(aggregates)]
     comparisons = (aggregates or {}).get("comparisons", [])
     if comparisons:
-        notes += [
-            "",
-            "| comparison | policy | P(improvement) | IQM difference |",
-            "|---|---|---:|---:|",
-        ]
-        for c in comparisons:
-            notes.append(
-                f"| {c['better']} vs {c['worse']} | {c['policy']} | {c['p']:.3f} [{c['p_ci_low']:.3f}, {c['p_ci_high']:.3f}] "
-                f"| {c['iqm_difference']:+.3f} [{c['difference_ci_low']:+.3f}, {c['difference_ci_high']:+.3f}] |"
-            )
-        notes += [
+        notes += ["", comparison_table(comparisons)]
+    return "\n".join(lines + notes) + "\n"
+
+
+def comparison_table(comparisons: list[dict]) -> str:
+    """P(improvement) and the IQM difference of each comparison (``aggregate.json``'s ``comparisons``), with its
+    caption."""
+    lines = ["| comparison | policy | P(improvement) | IQM difference |", "|---|---|---:|---:|"]
+    for c in comparisons:
+        lines.append(
+            f"| {c['better']} vs {c['worse']} | {c['policy']} | {c['p']:.3f} [{c['p_ci_low']:.3f}, {c['p_ci_high']:.3f}] "
+            f"| {c['iqm_difference']:+.3f} [{c['difference_ci_low']:+.3f}, {c['difference_ci_high']:+.3f}] |"
+        )
+    return "\n".join(
+        lines
+        + [
             "",
             "P(improvement): P(X > Y) over seed pairs per game (ties 1/2), averaged over games, bootstrap 95 % CI; "
             "IQM difference: of the normalised scores above, stratified bootstrap 95 % CI.",
         ]
-    return "\n".join(lines + notes) + "\n"
+    )

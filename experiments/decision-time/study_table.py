@@ -10,11 +10,12 @@ Runs that have not finished yet are left out (``study.sh`` copies a run only whe
 made while the study runs; the README says how many runs they hold.
 """
 
+import json
 import sys
 from pathlib import Path
 
 from analysis.report import main as report_main
-from analysis.table import replace_marked
+from analysis.table import comparison_table, replace_marked
 from runs_table import row
 
 HERE = Path(__file__).parent
@@ -23,13 +24,6 @@ CANDIDATE = "pqn-veto"
 CONTROLS = ["pqn-wallclock", "pqn", "pqn-matched", "pqn-reuse", "pdqn"]
 DEFAULT = "pdqn"
 """Today's default, which stays unless the candidate passes the decision: README says which control beats it."""
-
-
-def comparisons(table: str) -> str:
-    """The probability-of-improvement and IQM-difference table of a report's ``table.md``, with its caption."""
-    blocks = table.strip().split("\n\n")
-    start = next(i for i, block in enumerate(blocks) if block.startswith("| comparison |"))
-    return "\n\n".join(blocks[start : start + 2])
 
 
 def main() -> int:
@@ -48,7 +42,8 @@ def main() -> int:
     code = report_main(["--runs", str(RUNS), "--out", str(out_default), "--better", DEFAULT, "--worse", ",".join(others)])
     if code != 0:
         return code
-    replace_marked(readme, "study-default", comparisons((out_default / "table.md").read_text()))
+    aggregates = json.loads((out_default / "aggregate.json").read_text())
+    replace_marked(readme, "study-default", comparison_table(aggregates["comparisons"]))
     rows = [row(d, None) for d in runs]
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])] + ["| " + " | ".join(r.values()) + " |" for r in rows]
     replace_marked(readme, "study-seconds", "\n".join(lines))
