@@ -13,6 +13,8 @@ row per run and seed), and prints both as markdown tables (with no RUN_DIR: prin
 
 import argparse
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -24,11 +26,26 @@ from pdqn.checkpoint import CheckpointError, load_policy, select_seed
 from pdqn.config import is_veto_threshold
 from pdqn.envs import make_env
 from pdqn.evaluation import evaluate_greedy
-from pdqn.models import OracleModel, make_model
+from pdqn.models import OracleModel, WorldModel, make_model
 from pdqn.termination import frame_scores, sample_terminations, termination_scores
 
 
-def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], seed: int) -> tuple[list[dict], list[dict]]:
+def learned_policies(learned: WorldModel, num_actions: int, thresholds: list[float], safe_thresholds: list[float],
+                     risk_weighted: bool) -> dict[str, Veto]:
+    """The learned model's vetoes by name: each threshold; each threshold with each lower safe threshold (a
+    replacement for a vetoed greedy action must be at most that likely to end the episode); the risk-weighted rule."""
+    vetoes = {}
+    for threshold in thresholds:
+        vetoes[f"veto, learned model, {threshold:g}"] = Veto(learned, threshold, num_actions)
+        for safe in (s for s in safe_thresholds if s < threshold):
+            vetoes[f"veto, learned model, {threshold:g}, safe {safe:g}"] = Veto(learned, threshold, num_actions, safe)
+    if risk_weighted:
+        vetoes["learned model, risk-weighted (1 - p) q"] = Veto(learned, 0.5, num_actions, rule="risk_weighted")
+    return vetoes
+
+
+def measure(run_dir: Path, episodes: int, steps: int, vetoes: Callable[[WorldModel, int], dict[str, Veto]], seed: int
+            ) -> tuple[list[dict], list[dict]]:
     config, tree = load_policy(run_dir)
     env = make_env(config.env, episodes, config.frame_stack, sticky_actions=config.sticky_actions)
     learned = make_model(config.dyna, env, config.pqn.batch_size)
@@ -41,8 +58,8 @@ def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], s
         model_state = select_seed(tree["planner"].model, index)
         key = jax.random.PRNGKey(seed)
         policies = {"greedy": None, "veto, real game": Veto(oracle, 0.5, env.num_actions).acting_q(None)}
-        for threshold in thresholds:
-            policies[f"veto, learned model, {threshold:g}"] = Veto(learned, threshold, env.num_actions).acting_q(model_state)
+        for name, veto in vetoes(learned, env.num_actions).items():
+            policies[name] = veto.acting_q(model_state)
         for name, acting_q in policies.items():
             returns = np.asarray(jax.jit(lambda k, a=acting_q: evaluate_greedy(env, q_net, k, a))(key))
             veto_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name,
@@ -68,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=128, help="evaluation episodes per seed and policy")
     parser.add_argument("--steps", type=int, default=256, help="steps of the diagnostic's episodes (128 envs)")
     parser.add_argument("--thresholds", type=threshold, nargs="+", default=[0.5, 0.2, 0.1])
+    parser.add_argument("--safe-thresholds", type=threshold, nargs="+", default=[],
+                        help="also each threshold with each of these below it as its safe threshold (pdqn/acting.py)")
+    parser.add_argument("--risk-weighted", action="store_true", help="also the risk-weighted rule, (1 - p) q")
     parser.add_argument("--seed", type=int, default=1, help="key of the evaluation episodes (the same for every policy)")
     args = parser.parse_args(argv)
     if not args.run_dirs:
@@ -78,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     veto, term = [], []
     for run_dir in args.run_dirs:
         try:
-            rows = measure(run_dir, args.episodes, args.steps, args.thresholds, args.seed)
+            vetoes = partial(learned_policies, thresholds=args.thresholds, safe_thresholds=args.safe_thresholds,
+                             risk_weighted=args.risk_weighted)
+            rows = measure(run_dir, args.episodes, args.steps, vetoes, args.seed)
         except CheckpointError as err:  # a run that is missing or unfinished: one line, not a traceback
             raise SystemExit(f"error: {err}") from None
         veto += rows[0]
