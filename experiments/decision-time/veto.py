@@ -2,7 +2,8 @@
 
 For every seed of each RUN_DIR (a finished PDQN run with a learned model, or the termination model): greedy returns over ``--episodes``
 episodes, the same with the real game's veto (the oracle: a step of a copy of the real state per action) and with
-the run's learned model's veto at each ``--thresholds`` value, all on the same episode keys; then the termination
+the run's learned model's veto at each ``--thresholds`` value (each also with every lower ``--safe-thresholds``
+value, and with ``--risk-weighted`` the risk-weighted rule: :mod:`pdqn.acting`), all on the same episode keys; then the termination
 diagnostic of :mod:`pdqn.termination` (the learned model against the real game, every action, on the states the
 greedy policy visits), and its next frames against the real game's (:func:`pdqn.termination.frame_scores`; not for
 the termination model, which predicts none). Writes ``OUT/veto.csv`` (one row per run, seed and policy) and ``OUT/termination.csv`` (one
