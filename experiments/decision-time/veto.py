@@ -18,15 +18,18 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import numpy as np
+from jaxtyping import Array, PRNGKeyArray
 import polars as pl
 
 from pdqn.acting import Veto
 from pdqn.checkpoint import CheckpointError, load_policy, select_seed
 from pdqn.config import is_veto_threshold
-from pdqn.envs import make_env
+from pdqn.envs import VecEnv, make_env
 from pdqn.evaluation import evaluate_greedy
+from pdqn.networks import QNetwork
 from pdqn.models import OracleModel, WorldModel, make_model
 from pdqn.termination import frame_scores, sample_terminations, termination_scores
 
@@ -45,6 +48,15 @@ def learned_policies(learned: WorldModel, num_actions: int, thresholds: list[flo
     return vetoes
 
 
+@eqx.filter_jit
+def veto_returns(env: VecEnv, q_net: QNetwork, veto: Veto | None, model_state: object, key: PRNGKeyArray) -> Array:
+    """Greedy returns with ``veto`` (None: greedy alone); compiled once per veto, whatever the seed's networks."""
+    return evaluate_greedy(env, q_net, key, None if veto is None else veto.acting_q(model_state))
+
+
+termination_sample = eqx.filter_jit(sample_terminations)
+
+
 def measure(run_dir: Path, episodes: int, steps: int, vetoes: Callable[[WorldModel, int], dict[str, Veto]], seed: int
             ) -> tuple[list[dict], list[dict]]:
     config, tree = load_policy(run_dir)
@@ -58,14 +70,12 @@ def measure(run_dir: Path, episodes: int, steps: int, vetoes: Callable[[WorldMod
         q_net = select_seed(tree["q_net"], index)
         model_state = select_seed(tree["planner"].model, index)
         key = jax.random.PRNGKey(seed)
-        policies = {"greedy": None, "veto, real game": Veto(oracle, 0.5, env.num_actions).acting_q(None)}
-        for name, veto in vetoes(learned, env.num_actions).items():
-            policies[name] = veto.acting_q(model_state)
-        for name, acting_q in policies.items():
-            returns = np.asarray(jax.jit(lambda k, a=acting_q: evaluate_greedy(env, q_net, k, a))(key))
+        policies = {"greedy": None, "veto, real game": Veto(oracle, 0.5, env.num_actions), **vetoes(learned, env.num_actions)}
+        for name, veto in policies.items():
+            returns = np.asarray(veto_returns(env, q_net, veto, model_state, key))
             veto_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name,
                               "return": float(returns.mean()), "se": float(returns.std(ddof=1) / np.sqrt(len(returns)))})
-        sample = jax.jit(lambda k: sample_terminations(env, q_net, learned, model_state, k, num_steps=steps))(key)
+        sample = termination_sample(env, q_net, learned, model_state, key, num_steps=steps)
         term_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, **termination_scores(sample, 0.5),
                           **(frame_scores(sample) if learned.imagines else {})})
     return veto_rows, term_rows
