@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdqn.acting import risk_weighted_q, vetoed_q
+from pdqn.acting import vetoed_q
 from pdqn.config import ConfigError, LearnedModelConfig, VetoConfig
 from pdqn.evaluation import evaluate_greedy
 from pdqn.rollout import collect
@@ -27,24 +27,6 @@ def test_vetoed_q_keeps_the_actions_below_the_threshold_and_all_of_them_when_non
     np.testing.assert_array_equal(vetoed_q(Q, jnp.array([0.9, 0.6, 0.7]), 0.5), Q)  # all fatal: greedy
     np.testing.assert_array_equal(vetoed_q(Q, jnp.array([0.5, 0.5, 0.5]), 0.5), Q)  # at the threshold: allowed
     assert int(jnp.argmax(vetoed_q(Q, jnp.array([0.9, 0.1, 0.0]), 0.5))) == 1
-
-
-def test_vetoed_q_leaves_a_greedy_action_below_the_threshold_alone():
-    np.testing.assert_array_equal(vetoed_q(Q, jnp.array([0.1, 0.9, 0.0]), 0.5), Q)
-
-
-def test_a_safe_threshold_takes_the_greedy_actions_place_only_with_an_action_at_most_that_likely_to_end_it():
-    p = jnp.array([0.9, 0.3, 0.01])
-    np.testing.assert_array_equal(vetoed_q(Q, p, 0.5, safe_threshold=0.05), [-jnp.inf, -jnp.inf, 1.0])
-    np.testing.assert_array_equal(vetoed_q(Q, p, 0.5, safe_threshold=0.5), [-jnp.inf, 2.0, 1.0])  # as without it
-    # No action is that safe: the greedy action stays, though another is below the threshold.
-    np.testing.assert_array_equal(vetoed_q(Q, jnp.array([0.9, 0.3, 0.1]), 0.5, safe_threshold=0.05), Q)
-
-
-def test_the_risk_weighted_rule_folds_the_probability_of_ending_the_episode_into_q():
-    q = risk_weighted_q(Q, jnp.array([0.5, 0.0, 0.2]))
-    np.testing.assert_allclose(q, [1.5, 2.0, 0.8])
-    assert int(jnp.argmax(q)) == 1  # 3 at even odds of dying is worth less than a sure 2
 
 
 def quit_biased_chain(threshold: float | None):

@@ -2,8 +2,7 @@
 
 For every seed of each RUN_DIR (a finished PDQN run with a learned model, or the termination model): greedy returns over ``--episodes``
 episodes, the same with the real game's veto (the oracle: a step of a copy of the real state per action) and with
-the run's learned model's veto at each ``--thresholds`` value (each also with every lower ``--safe-thresholds``
-value, and with ``--risk-weighted`` the risk-weighted rule: :mod:`pdqn.acting`), all on the same episode keys; then the termination
+the run's learned model's veto at each ``--thresholds`` value, all on the same episode keys; then the termination
 diagnostic of :mod:`pdqn.termination` (the learned model against the real game, every action, on the states the
 greedy policy visits), and its next frames against the real game's (:func:`pdqn.termination.frame_scores`; not for
 the termination model, which predicts none). Writes ``OUT/veto.csv`` (one row per run, seed and policy) and ``OUT/termination.csv`` (one
@@ -14,38 +13,22 @@ row per run and seed), and prints both as markdown tables (with no RUN_DIR: prin
 
 import argparse
 import sys
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import equinox as eqx
 import jax
 import numpy as np
-from jaxtyping import Array, PRNGKeyArray
 import polars as pl
+from jaxtyping import Array, PRNGKeyArray
 
 from pdqn.acting import Veto
 from pdqn.checkpoint import CheckpointError, load_policy, select_seed
 from pdqn.config import is_veto_threshold
 from pdqn.envs import VecEnv, make_env
 from pdqn.evaluation import evaluate_greedy
+from pdqn.models import OracleModel, make_model
 from pdqn.networks import QNetwork
-from pdqn.models import OracleModel, WorldModel, make_model
 from pdqn.termination import frame_scores, sample_terminations, termination_scores
-
-
-def learned_policies(learned: WorldModel, num_actions: int, thresholds: list[float], safe_thresholds: list[float],
-                     risk_weighted: bool) -> dict[str, Veto]:
-    """The learned model's vetoes by name: each threshold; each threshold with each lower safe threshold (a
-    replacement for a vetoed greedy action must be at most that likely to end the episode); the risk-weighted rule."""
-    vetoes = {}
-    for threshold in thresholds:
-        vetoes[f"veto, learned model, {threshold:g}"] = Veto(learned, threshold, num_actions)
-        for safe in (s for s in safe_thresholds if s < threshold):
-            vetoes[f"veto, learned model, {threshold:g}, safe {safe:g}"] = Veto(learned, threshold, num_actions, safe)
-    if risk_weighted:
-        vetoes["learned model, risk-weighted (1 - p) q"] = Veto(learned, 0.5, num_actions, rule="risk_weighted")
-    return vetoes
 
 
 @eqx.filter_jit
@@ -57,8 +40,7 @@ def veto_returns(env: VecEnv, q_net: QNetwork, veto: Veto | None, model_state: o
 termination_sample = eqx.filter_jit(sample_terminations)
 
 
-def measure(run_dir: Path, episodes: int, steps: int, vetoes: Callable[[WorldModel, int], dict[str, Veto]], seed: int
-            ) -> tuple[list[dict], list[dict]]:
+def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], seed: int) -> tuple[list[dict], list[dict]]:
     config, tree = load_policy(run_dir)
     env = make_env(config.env, episodes, config.frame_stack, sticky_actions=config.sticky_actions)
     learned = make_model(config.dyna, env, config.pqn.batch_size)
@@ -70,7 +52,9 @@ def measure(run_dir: Path, episodes: int, steps: int, vetoes: Callable[[WorldMod
         q_net = select_seed(tree["q_net"], index)
         model_state = select_seed(tree["planner"].model, index)
         key = jax.random.PRNGKey(seed)
-        policies = {"greedy": None, "veto, real game": Veto(oracle, 0.5, env.num_actions), **vetoes(learned, env.num_actions)}
+        policies = {"greedy": None, "veto, real game": Veto(oracle, 0.5, env.num_actions)}
+        for threshold in thresholds:
+            policies[f"veto, learned model, {threshold:g}"] = Veto(learned, threshold, env.num_actions)
         for name, veto in policies.items():
             returns = np.asarray(veto_returns(env, q_net, veto, model_state, key))
             veto_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name,
@@ -96,9 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=128, help="evaluation episodes per seed and policy")
     parser.add_argument("--steps", type=int, default=256, help="steps of the diagnostic's episodes (128 envs)")
     parser.add_argument("--thresholds", type=threshold, nargs="+", default=[0.5, 0.2, 0.1])
-    parser.add_argument("--safe-thresholds", type=threshold, nargs="+", default=[],
-                        help="also each threshold with each of these below it as its safe threshold (pdqn/acting.py)")
-    parser.add_argument("--risk-weighted", action="store_true", help="also the risk-weighted rule, (1 - p) q")
     parser.add_argument("--seed", type=int, default=1, help="key of the evaluation episodes (the same for every policy)")
     args = parser.parse_args(argv)
     if not args.run_dirs:
@@ -109,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     veto, term = [], []
     for run_dir in args.run_dirs:
         try:
-            vetoes = partial(learned_policies, thresholds=args.thresholds, safe_thresholds=args.safe_thresholds,
-                             risk_weighted=args.risk_weighted)
-            rows = measure(run_dir, args.episodes, args.steps, vetoes, args.seed)
+            rows = measure(run_dir, args.episodes, args.steps, args.thresholds, args.seed)
         except CheckpointError as err:  # a run that is missing or unfinished: one line, not a traceback
             raise SystemExit(f"error: {err}") from None
         veto += rows[0]

@@ -4,6 +4,8 @@
 # seeds 0-4, 1M env steps, Breakout, Asterix and Seaquest; then veto.py on each run's final networks with every rule
 # of the protocol, on the same 128 episodes per seed and rule. Run directories live outside the repository (RUNS,
 # default ../pdqn-veto-rules-runs), with checkpoints: rerunning skips finished runs and resumes stopped ones.
+# veto.py's --safe-thresholds and --risk-weighted were removed after the screen rejected both rules: run this script
+# at commit 22728cb (git checkout 22728cb), where they exist.
 # Reproduce from the repository root:
 #   bash experiments/decision-time/veto_rules.sh
 #   GAMES="breakout" bash experiments/decision-time/veto_rules.sh
