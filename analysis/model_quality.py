@@ -3,8 +3,8 @@
     python -m analysis.model_quality --runs experiments/study-1m/runs --out experiments/study-1m/model_quality.md
 
 For each PDQN run (``--alg pdqn``, whatever its variant's name: the termination model's runs too), each metric is
-averaged over the last ``--tail`` fraction of updates per seed, then
-reported as mean ± standard error over seeds. ``mean_q`` of the PQN run of the same game is set beside PDQN's:
+averaged over the last ``--tail`` fraction of updates per seed, then reported as mean ± standard error over seeds.
+``mean_q`` of the PQN run of the same game is set beside PDQN's:
 the gap shows what imagined targets do to the values (inflated on Breakout, lower on the games with poor models).
 """
 

@@ -115,12 +115,18 @@ def share_of_real_gain(gain: np.ndarray, real_gain: np.ndarray, resamples: int =
     return float(gain.mean() / real_gain.mean()), float(np.nanstd(shares[np.isfinite(shares)]))
 
 
+def paired_gains(veto_frame: pl.DataFrame) -> pl.DataFrame:
+    """``veto.csv``'s rows with the same run and seed's greedy return beside each (``greedy``) and the difference
+    (``gain``)."""
+    greedy = veto_frame.filter(pl.col("policy") == "greedy").select("run", "seed", pl.col("return").alias("greedy"))
+    return veto_frame.join(greedy, on=["run", "seed"]).with_columns((pl.col("return") - pl.col("greedy")).alias("gain"))
+
+
 def print_tables(veto_frame: pl.DataFrame, term_frame: pl.DataFrame) -> None:
     """Per run and policy: the mean return over seeds, its paired difference from the same seed's greedy return (mean
     ± s.e. over seeds) and that difference as a share of the real-game veto's (issue 31's target is a quarter); and
     the termination diagnostic per seed."""
-    greedy = veto_frame.filter(pl.col("policy") == "greedy").select("run", "seed", pl.col("return").alias("greedy"))
-    paired = veto_frame.join(greedy, on=["run", "seed"]).with_columns((pl.col("return") - pl.col("greedy")).alias("gain"))
+    paired = paired_gains(veto_frame)
     real = paired.filter(pl.col("policy") == "veto, real game").select("run", "seed", pl.col("gain").alias("real_gain"))
     paired = paired.join(real, on=["run", "seed"]).sort("run", "seed", maintain_order=True)
     se = lambda column: (pl.col(column).std() / pl.col(column).len().sqrt()).round(2)  # noqa: E731  (over seeds)

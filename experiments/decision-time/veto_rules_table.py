@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+from veto import paired_gains
 
 HERE = Path(__file__).parent / "veto-rules"
 TODAY = "veto, learned model, 0.5"
@@ -22,9 +23,8 @@ def main() -> int:
     if not files:
         raise SystemExit(f"error: no veto.csv under {HERE} (run veto_rules.sh first)")
     frame = pl.concat([pl.read_csv(f) for f in files])
-    greedy = frame.filter(pl.col("policy") == "greedy").select("game", "seed", pl.col("return").alias("greedy"))
-    frame = frame.join(greedy, on=["game", "seed"]).with_columns((pl.col("return") - pl.col("greedy")).alias("gain"))
-    scale = greedy.group_by("game").agg(pl.col("greedy").mean().alias("greedy_mean"))
+    frame = paired_gains(frame)
+    scale = frame.filter(pl.col("policy") == "greedy").group_by("game").agg(pl.col("greedy").mean().alias("greedy_mean"))
     frame = frame.join(scale, on="game").with_columns((pl.col("gain") / pl.col("greedy_mean")).alias("relative"))
     # Seed i of every game together: the score per seed index, paired with today's rule's on the same index.
     frame = frame.with_columns(pl.col("seed").rank("dense").over("game", "policy").alias("index"))
