@@ -36,8 +36,12 @@ class QNetwork(eqx.Module):
         self.hidden_norm = MaybeNorm(hidden_size, norm)
         self.head = Dense(hidden_size, num_actions, key=k_head)
 
+    def cell_features(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch rows cols features"]:
+        """The conv layer's features (after its norm and ReLU), one vector per 3x3 window of the observation."""
+        return jax.nn.relu(self.conv_norm(self.conv(obs)))
+
     def __call__(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch actions"]:
-        x = jax.nn.relu(self.conv_norm(self.conv(obs)))
+        x = self.cell_features(obs)
         x = x.reshape(x.shape[0], -1)
         x = jax.nn.relu(self.hidden_norm(self.hidden(x)))
         return self.head(x)
