@@ -12,6 +12,7 @@ row per run and seed), and prints both as markdown tables (with no RUN_DIR: prin
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -155,4 +156,8 @@ def print_tables(veto_frame: pl.DataFrame, term_frame: pl.DataFrame) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # stdout closed early (`| head`): the tables were written before printing; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
