@@ -369,15 +369,10 @@ class TerminationModelConfig(ModelTraining):
     minibatches: int = 8
     """Minibatches per epoch; must divide fraction * pqn.num_envs * pqn.num_steps."""
     features: int = 32
-    """Features per cell of its own first layer (with --dyna.termination.features-from q_network the head reads the
-    Q-network's instead)."""
+    """Features per cell."""
     termination_weight: float = 10.0
     """Weight of a terminating step in the loss, against 1 for the others (10: the learned model's screen on Asterix,
     experiments/decision-time)."""
-    features_from: Literal["observation", "q_network"] = "observation"
-    """What its head reads: "observation" (its own first layer on every cell's 5x5 neighbourhood, --dyna.termination.
-    features per cell) or "q_network" (the Q-network's conv features, one vector per 3x3 window, behind a
-    stop-gradient: the Q-network learns as without it, and the veto adds only the head)."""
 
     def __post_init__(self) -> None:
         self.check()

@@ -104,6 +104,14 @@ UNMERGED_OPTIONS: dict[str, RemovedOption] = {
         ("none",),
         ("termination",),
     ),
+    "dyna.termination.features_from": RemovedOption(
+        "observation",
+        "the termination model's head on the Q-network's conv features, cheaper, screened at commit 5852278 and "
+        "rejected by experiments/decision-time (A termination head on the Q-network's features: its veto never acted)",
+        "5852278",
+        ("none",),
+        ("termination",),
+    ),
 }
 """Options of a grouped config that only a screened branch or commit had, removed when the screen rejected them: a
 saved config with the kept value loads without it; one that ran another value is an error that names what to check

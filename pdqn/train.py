@@ -72,7 +72,7 @@ def make_planner(config: Config, env: VecEnv, fit: QFit) -> Planner:
     if not config.planning:
         return NoPlanner()
     planning = config.dyna
-    model = make_model(planning, env, config.pqn)
+    model = make_model(planning, env, config.pqn.batch_size)
     context = planner_context(config, env.num_actions)
     return PLANNERS[planning.planner].build(planning.planner_config, model, fit, context)
 

@@ -215,14 +215,24 @@ def test_an_option_only_an_unmerged_branch_had_loads_at_its_kept_value_and_other
         config_from_dict(saved)
 
 
-def test_the_screened_termination_radius_loads_at_5x5_and_its_3x3_runs_name_the_commit_that_ran_them():
+@pytest.mark.parametrize(
+    ("option", "kept", "screened", "run", "commit"),
+    [
+        ("radius", 2, "1", "seaquest-termination-r1-veto-0.5", "cdcdbbf"),
+        ("features_from", "observation", "'q_network'", "seaquest-q-head", "5852278"),
+    ],
+)
+def test_a_screened_termination_option_loads_at_its_kept_value_and_its_runs_name_the_commit_that_ran_them(
+    option, kept, screened, run, commit
+):
     veto = dict(planner="none", model="termination", veto=dict(threshold=0.5), termination=dict(minibatches=2))
     saved = config_dict(tiny_config(alg="pdqn", dyna=veto))
-    saved["dyna"]["termination"]["radius"] = 2
+    saved["dyna"]["termination"][option] = kept
     assert config_from_dict(saved) == tiny_config(alg="pdqn", dyna=veto)
-    run = Path(__file__).parents[1] / "experiments/decision-time/runs/seaquest-termination-r1-veto-0.5/config.json"
-    with pytest.raises(ConfigError, match=r"^dyna\.termination\.radius=1 is not an option .*: git checkout cdcdbbf$"):
-        config_from_dict(json.loads(run.read_text()))
+    path = Path(__file__).parents[1] / f"experiments/decision-time/runs/{run}/config.json"
+    expected = rf"^dyna\.termination\.{option}={screened} is not an option .*: git checkout {commit}$"
+    with pytest.raises(ConfigError, match=expected):
+        config_from_dict(json.loads(path.read_text()))
 
 
 def test_zeros_and_empty_names_that_older_versions_wrote_for_defaults_load_as_none():

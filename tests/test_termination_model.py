@@ -20,9 +20,6 @@ OBS_SHAPE = (4, 4, 2)
 VETO_ONLY = dict(planner="none", model="termination", veto=dict(threshold=0.5), termination=dict(minibatches=2))
 """The termination model and the planner none, vetoing in training and evaluation."""
 
-Q_FEATURES = VETO_ONLY | dict(termination=dict(minibatches=2, features_from="q_network"))
-"""The same with the model's head on the Q-network's conv features."""
-
 
 def constant_network(logits) -> TerminationNetwork:
     """A network whose logit for action a is ``logits[a]`` at every state (zero weights into the head's output, the
@@ -69,38 +66,21 @@ def test_it_answers_every_action_in_one_pass_like_the_structured_models_cells_he
         model.stepper(state)
 
 
-def test_on_the_q_networks_features_it_is_the_same_head_on_the_q_networks_conv_layer():
-    config = tiny_config(alg="pdqn", dyna=Q_FEATURES)
-    trainer = Trainer(config)
-    state = trainer.init(jax.random.PRNGKey(0))
-    model, head, q_net = trainer.planner.model, state.planner.model.network, state.learner.q_net  # type: ignore[attr-defined]
-    assert model.reads_q_network and head.cell_hidden.weight.shape[0] == config.pqn.conv_features
-    obs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (5, *trainer.env.obs_shape)).astype(jnp.float32)
-    p = model.termination_probabilities(state.planner.model, obs, None, jax.random.PRNGKey(2), 3, q_net=q_net)
-    np.testing.assert_allclose(p, jax.nn.sigmoid(head(q_net.cell_features(obs))), rtol=1e-6)
-    with pytest.raises(ValueError, match="pass q_net"):
-        model.termination_probabilities(state.planner.model, obs, None, jax.random.PRNGKey(2), 3)
-
-
-@pytest.mark.parametrize("dyna", [VETO_ONLY, Q_FEATURES], ids=["own-features", "q-network-features"])
-def test_the_planner_none_leaves_the_q_network_exactly_as_pqns(dyna):
-    """Vetoing only in evaluation, the Q-network sees PQN's data and PQN's updates: the same parameters, bit for bit
-    (also where the model's head reads the Q-network's features: no gradient reaches them)."""
+def test_the_planner_none_leaves_the_q_network_exactly_as_pqns():
+    """Vetoing only in evaluation, the Q-network sees PQN's data and PQN's updates: the same parameters, bit for bit."""
     pqn = Trainer(tiny_config(alg="pqn", log_every=2))
-    veto = Trainer(tiny_config(alg="pdqn", log_every=2, dyna=dyna | dict(veto=dict(threshold=0.5, training=False))))
+    veto = Trainer(tiny_config(alg="pdqn", log_every=2, dyna=VETO_ONLY | dict(veto=dict(threshold=0.5, training=False))))
     states = [jax.jit(t.run_chunk)(t.init_seeds(), jnp.asarray(3))[0] for t in (pqn, veto)]
     leaves = [jax.tree.leaves(eqx.filter(s.learner.q_net, eqx.is_array)) for s in states]
     for a, b in zip(*leaves):
         np.testing.assert_array_equal(a, b)
-    network = lambda s: s.planner.model.network  # noqa: E731
-    head = lambda s: (network(s).head if hasattr(network(s), "head") else network(s)).global_out.weight  # noqa: E731
+    model = lambda s: s.planner.model.network.head.global_out.weight  # noqa: E731
     initial = veto.init_seeds()
-    assert np.max(np.abs(np.asarray(head(states[1])) - np.asarray(head(initial)))) > 0  # the model did train
+    assert np.max(np.abs(np.asarray(model(states[1])) - np.asarray(model(initial)))) > 0  # the model did train
 
 
-@pytest.mark.parametrize("dyna", [VETO_ONLY, Q_FEATURES], ids=["own-features", "q-network-features"])
-def test_a_run_with_it_trains_vetoes_and_reports_the_models_termination(dyna):
-    trainer = Trainer(tiny_config(alg="pdqn", log_every=2, dyna=dyna))
+def test_a_run_with_it_trains_vetoes_and_reports_the_models_termination():
+    trainer = Trainer(tiny_config(alg="pdqn", log_every=2, dyna=VETO_ONLY))
     names = {m.name for m in trainer.metrics}
     assert {"model_loss", "model_term_precision", "model_term_recall", "vetoed_action_rate"} <= names
     assert "model_obs_loss" not in names and "counterfactual_td_loss" not in names
@@ -109,9 +89,8 @@ def test_a_run_with_it_trains_vetoes_and_reports_the_models_termination(dyna):
     assert np.asarray(trainer.evaluate(states, jax.random.PRNGKey(0))).shape == (1, 4)
 
 
-@pytest.mark.parametrize("dyna", [VETO_ONLY, Q_FEATURES], ids=["own-features", "q-network-features"])
-def test_the_termination_diagnostic_reads_it_without_frames(dyna):
-    trainer = Trainer(tiny_config(alg="pdqn", dyna=dyna))
+def test_the_termination_diagnostic_reads_it_without_frames():
+    trainer = Trainer(tiny_config(alg="pdqn", dyna=VETO_ONLY))
     state = trainer.init(jax.random.PRNGKey(0))
     model = trainer.planner.model  # type: ignore[attr-defined]  (the planner none's model)
     sample = sample_terminations(trainer.env, state.learner.q_net, model, state.planner.model, jax.random.PRNGKey(1), num_steps=3)

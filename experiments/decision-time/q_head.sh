@@ -5,6 +5,8 @@
 # steps, the veto at evaluation only; then veto.py on each run's final networks. Run directories live outside the
 # repository (RUNS, default ../pdqn-q-head-runs), with checkpoints: rerunning skips finished runs and resumes stopped
 # ones. The two games can run side by side: GAMES=asterix ... & GAMES=seaquest ...
+# --dyna.termination.features-from was removed after the screen rejected it: run this script at commit 5852278
+# (git checkout 5852278), where it exists.
 # Reproduce from the repository root:
 #   bash experiments/decision-time/q_head.sh
 set -euo pipefail

@@ -60,7 +60,7 @@ def measure(run_dir: Path, steps: int, threshold: float, seed: int) -> list[dict
     if config.env != "seaquest":
         raise SystemExit(f"error: {run_dir} is a {config.env} run; this script reads Seaquest's state")
     env = make_env(config.env, 128, config.frame_stack, sticky_actions=config.sticky_actions)
-    model = make_model(config.dyna, env, config.pqn)
+    model = make_model(config.dyna, env, config.pqn.batch_size)
     if not config.planning or not isinstance(model, LearnedModel) or config.sticky_actions:
         raise SystemExit(f"error: {run_dir} needs a learned model and no sticky actions")
     rows = []

@@ -37,7 +37,7 @@ def learned_models(model_dirs: list[Path]) -> dict[str, list[tuple[str, LearnedM
     for run_dir in model_dirs:
         config, tree = load_policy(run_dir)
         env = make_env(config.env, 1, config.frame_stack, sticky_actions=config.sticky_actions)
-        model = make_model(config.dyna, env, config.pqn)
+        model = make_model(config.dyna, env, config.pqn.batch_size)
         if not config.planning or not isinstance(model, LearnedModel):
             raise SystemExit(
                 f"error: {run_dir} has no learned model of frames to search (a PQN run, or PDQN with the oracle or the "

@@ -44,7 +44,7 @@ termination_sample = eqx.filter_jit(sample_terminations)
 def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], seed: int) -> tuple[list[dict], list[dict]]:
     config, tree = load_policy(run_dir)
     env = make_env(config.env, episodes, config.frame_stack, sticky_actions=config.sticky_actions)
-    learned = make_model(config.dyna, env, config.pqn)
+    learned = make_model(config.dyna, env, config.pqn.batch_size)
     if not config.planning or isinstance(learned, OracleModel):
         raise SystemExit(f"error: {run_dir} has no learned model to veto with (a PQN run, or PDQN with the oracle)")
     oracle = OracleModel(env=env)

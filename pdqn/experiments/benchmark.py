@@ -195,7 +195,7 @@ def phase_seconds(trainer: Trainer, states: TrainState, repeats: int) -> dict[st
         result["planner_step"] = time_call(plan, states, keys, rollout, clocks, repeats=repeats)
     model = getattr(planner, "model", None)
     if isinstance(model, WorldModel):
-        update = vmap(lambda s, k, r: model.update(s.planner.model, r, k, q_net=s.learner.q_net))
+        update = vmap(lambda s, k, r: model.update(s.planner.model, r, k))
         result["of_which_model_update"] = time_call(update, states, keys, rollout, repeats=repeats)
     return result
 

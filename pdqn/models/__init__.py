@@ -7,7 +7,7 @@ builder in :data:`WORLD_MODELS`.
 
 from collections.abc import Callable
 
-from pdqn.config import PlanningConfig, PQNConfig
+from pdqn.config import PlanningConfig
 from pdqn.envs import VecEnv
 from pdqn.models.base import (
     CERTAIN_LOGIT,
@@ -31,23 +31,22 @@ from pdqn.models.mlp import DynamicsModel
 from pdqn.models.oracle import OracleModel
 from pdqn.models.termination import TerminationModel, TerminationNetwork, TerminationState
 
-WORLD_MODELS: dict[str, Callable[[PlanningConfig, VecEnv, PQNConfig], WorldModel]] = {
-    "learned": lambda planning, env, learner: LearnedModel.build(
-        planning.learned, env.obs_shape, env.num_actions, env.frames, learner.batch_size
+WORLD_MODELS: dict[str, Callable[[PlanningConfig, VecEnv, int], WorldModel]] = {
+    "learned": lambda planning, env, real_batch_size: LearnedModel.build(
+        planning.learned, env.obs_shape, env.num_actions, env.frames, real_batch_size
     ),
-    "oracle": lambda planning, env, learner: OracleModel(env=env),
-    "termination": lambda planning, env, learner: TerminationModel.build(
-        planning.termination, env.obs_shape, env.num_actions, learner.batch_size, learner.conv_features
+    "oracle": lambda planning, env, real_batch_size: OracleModel(env=env),
+    "termination": lambda planning, env, real_batch_size: TerminationModel.build(
+        planning.termination, env.obs_shape, env.num_actions, real_batch_size
     ),
 }
 """``--dyna.model`` choices: each builds its model from the planning config (its own group of it), the training
-environments and the learner's settings (the real transitions per update; the Q-network's conv features for a model
-that reads them)."""
+environments and the real transitions per update."""
 
 
-def make_model(planning: PlanningConfig, env: VecEnv, learner: PQNConfig) -> WorldModel:
+def make_model(planning: PlanningConfig, env: VecEnv, real_batch_size: int) -> WorldModel:
     """The world model ``planning.model`` names."""
-    return WORLD_MODELS[planning.model](planning, env, learner)
+    return WORLD_MODELS[planning.model](planning, env, real_batch_size)
 
 
 __all__ = [

@@ -1,8 +1,8 @@
 """What every world model is: a one-step prediction, the step function imagination calls, and the protocol.
 
 A :class:`WorldModel` keeps its knobs as static fields and its parameters in a state that flows through its
-calls: ``init(key) -> state``, ``update(state, rollout, key, q_net=...) -> (state, metrics)`` once per update on the
-real rollout (``q_net``: the learner's Q-network, which only a model that reads its features uses), ``start(rollout, rows)`` for the carry of imagined steps that start at those real rows, and
+calls: ``init(key) -> state``, ``update(state, rollout, key) -> (state, metrics)`` once per update on the real
+rollout, ``start(rollout, rows)`` for the carry of imagined steps that start at those real rows, and
 ``stepper(state)``: the :data:`StepModel` a planner calls. A planner holds a model and never looks inside it, so a
 new model plugs in without touching the planners.
 """
@@ -17,7 +17,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from pdqn.metrics import Metric
-from pdqn.networks import QNetwork
 from pdqn.rollout import Rollout
 
 Metrics = dict[str, Array]
@@ -80,9 +79,7 @@ class WorldModel(eqx.Module):
     def init(self, key: PRNGKeyArray) -> Any: ...
 
     @abc.abstractmethod
-    def update(
-        self, state: Any, rollout: Rollout, key: PRNGKeyArray, *, q_net: QNetwork | None = None
-    ) -> tuple[Any, Metrics]: ...
+    def update(self, state: Any, rollout: Rollout, key: PRNGKeyArray) -> tuple[Any, Metrics]: ...
 
     @abc.abstractmethod
     def stepper(self, state: Any) -> StepModel: ...
@@ -93,18 +90,10 @@ class WorldModel(eqx.Module):
         return None
 
     def termination_probabilities(
-        self,
-        state: Any,
-        obs: Float[Array, "batch height width channels"],
-        carry: Any,
-        key: PRNGKeyArray,
-        num_actions: int,
-        *,
-        q_net: QNetwork | None = None,
+        self, state: Any, obs: Float[Array, "batch height width channels"], carry: Any, key: PRNGKeyArray, num_actions: int
     ) -> Float[Array, "batch actions"]:
         """The model's probability that each action ends the episode, at each of a batch of observations (``carry``
-        as :meth:`start` gives it, for those observations; ``q_net``: the acting Q-network, read only where
-        :attr:`reads_q_network`)."""
+        as :meth:`start` gives it, for those observations)."""
         batch = obs.shape[0]
         repeat = lambda x: jnp.repeat(x, num_actions, axis=0)  # noqa: E731
         actions = jnp.tile(jnp.arange(num_actions, dtype=jnp.int32), batch)
@@ -126,12 +115,6 @@ class WorldModel(eqx.Module):
         """Whether :meth:`stepper` predicts next frames, so that a planner can imagine with it (the termination model
         cannot)."""
         return True
-
-    @property
-    def reads_q_network(self) -> bool:
-        """Whether it reads the Q-network's features, so that :meth:`update` and :meth:`termination_probabilities`
-        need ``q_net``."""
-        return False
 
     @property
     def needs_env_states(self) -> bool:

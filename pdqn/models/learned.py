@@ -264,9 +264,7 @@ class LearnedModel(WorldModel):
         ensemble = Ensemble(self.member, self.size, key=key)
         return LearnedState(ensemble=ensemble, opt_state=model_optimiser().init(eqx.filter(ensemble, eqx.is_array)))
 
-    def update(
-        self, state: LearnedState, rollout: Rollout, key: PRNGKeyArray, *, q_net: object = None
-    ) -> tuple[LearnedState, Metrics]:
+    def update(self, state: LearnedState, rollout: Rollout, key: PRNGKeyArray) -> tuple[LearnedState, Metrics]:
         """Epochs x minibatches of the model loss on (a random share of) the rollout; the multi-step exact rates
         are measured on the rollout first, like every model metric on data the model has not trained on."""
         k_fit, k_open = jax.random.split(key)
@@ -299,14 +297,7 @@ class LearnedModel(WorldModel):
         return ensemble_stepper(state.ensemble)
 
     def termination_probabilities(
-        self,
-        state: LearnedState,
-        obs: Float[Array, "batch height width channels"],
-        carry: Any,
-        key: PRNGKeyArray,
-        num_actions: int,
-        *,
-        q_net: object = None,
+        self, state: LearnedState, obs: Float[Array, "batch height width channels"], carry: Any, key: PRNGKeyArray, num_actions: int
     ) -> Float[Array, "batch actions"]:
         """As :meth:`WorldModel.termination_probabilities` (one randomly drawn member per state and action), from one
         pass of each member for every action (the veto asks at every behaviour step, so this is its cost)."""

@@ -22,7 +22,7 @@ class OracleModel(WorldModel):
     def init(self, key: PRNGKeyArray) -> None:
         return None
 
-    def update(self, state: None, rollout: Rollout, key: PRNGKeyArray, *, q_net: object = None) -> tuple[None, Metrics]:
+    def update(self, state: None, rollout: Rollout, key: PRNGKeyArray) -> tuple[None, Metrics]:
         return None, {}
 
     def start(self, rollout: Rollout, rows: Int[Array, " n"], after: bool = False) -> Any:

@@ -11,14 +11,8 @@ termination head (:mod:`pdqn.models.conv`):
 trained on the taken action's logit of every update's real batch with the weighted termination loss
 (:func:`pdqn.models.learned.termination_loss`). It predicts no frames, so it cannot imagine: it serves the veto
 with ``--dyna.planner none``, where the Q-network learns from real data alone.
-
-With ``--dyna.termination.features-from q_network`` the first layer is not its own: the same head reads the
-Q-network's conv features (one vector per 3x3 window, :meth:`pdqn.networks.QNetwork.cell_features`) behind a
-stop-gradient, so the Q-network learns exactly as without it and the veto costs the head alone on features the
-greedy step computes anyway.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -33,7 +27,6 @@ from pdqn.metrics import MODEL_LOSS, TERMINATION_MODEL_METRICS, Metric
 from pdqn.models.base import Metrics, StepModel, WorldModel
 from pdqn.models.conv import CellsTermination, cell_input_size, cell_inputs
 from pdqn.models.learned import event_rates, event_scores, fit_model, model_optimiser, termination_loss
-from pdqn.networks import QNetwork
 from pdqn.rollout import Rollout
 
 
@@ -64,12 +57,8 @@ class TerminationBatch(eqx.Module):
     terminated: Float[Array, " batch"]
 
 
-TerminationLogits = Callable[[Float[Array, "batch height width channels"]], Float[Array, "batch actions"]]
-"""Observations to every action's termination logit."""
-
-
 def taken_termination_loss(
-    network: TerminationLogits, batch: TerminationBatch, termination_weight: float
+    network: TerminationNetwork, batch: TerminationBatch, termination_weight: float
 ) -> tuple[Float[Array, ""], dict[str, Array]]:
     """:func:`termination_loss` of the taken actions' logits; with the event rates that become precision and recall
     (on the batch before the gradient step)."""
@@ -79,8 +68,7 @@ def taken_termination_loss(
 
 
 class TerminationState(eqx.Module):
-    network: TerminationNetwork | CellsTermination
-    """Its own network, or (features from the Q-network) the head alone."""
+    network: TerminationNetwork
     opt_state: Any
 
 
@@ -95,28 +83,16 @@ class TerminationModel(WorldModel):
     epochs: int = eqx.field(static=True)
     minibatches: int = eqx.field(static=True)
     termination_weight: float = eqx.field(static=True)
-    q_features: int | None = eqx.field(static=True)
-    """The Q-network's conv features per cell, where the head reads them (None: the model's own first layer)."""
 
     @classmethod
     def build(
-        cls,
-        config: TerminationModelConfig,
-        obs_shape: tuple[int, int, int],
-        num_actions: int,
-        real_batch_size: int,
-        q_features: int | None = None,
+        cls, config: TerminationModelConfig, obs_shape: tuple[int, int, int], num_actions: int, real_batch_size: int
     ) -> "TerminationModel":
         """The model ``config`` describes, for observations of ``obs_shape``, ``num_actions`` actions and updates of
-        ``real_batch_size`` real transitions; ``q_features``: the Q-network's conv features per cell, which the head
-        reads where ``config.features_from`` is "q_network"."""
-        reads_q = config.features_from == "q_network"
-        if reads_q and q_features is None:
-            raise ValueError("a termination model on the Q-network's features needs their number (q_features)")
+        ``real_batch_size`` real transitions."""
         return cls(
             obs_shape=obs_shape,
             num_actions=num_actions,
-            q_features=q_features if reads_q else None,
             features=config.features,
             lr=config.lr,
             batch_size=config.batch_size(real_batch_size),
@@ -126,24 +102,10 @@ class TerminationModel(WorldModel):
         )
 
     def init(self, key: PRNGKeyArray) -> TerminationState:
-        if self.q_features is None:
-            network = TerminationNetwork(self.obs_shape, self.num_actions, self.features, key=key)
-        else:
-            network = CellsTermination(self.q_features, self.num_actions, key=key)
+        network = TerminationNetwork(self.obs_shape, self.num_actions, self.features, key=key)
         return TerminationState(network=network, opt_state=model_optimiser().init(eqx.filter(network, eqx.is_array)))
 
-    def logits(self, network: TerminationNetwork | CellsTermination, q_net: QNetwork | None) -> TerminationLogits:
-        """Observations to every action's logit: ``network`` itself, or its head on ``q_net``'s conv features."""
-        if self.q_features is None:
-            assert isinstance(network, TerminationNetwork)
-            return network
-        if q_net is None:
-            raise ValueError("this termination model reads the Q-network's features: pass q_net")
-        return lambda obs: network(jax.lax.stop_gradient(q_net.cell_features(obs)))
-
-    def update(
-        self, state: TerminationState, rollout: Rollout, key: PRNGKeyArray, *, q_net: QNetwork | None = None
-    ) -> tuple[TerminationState, Metrics]:
+    def update(self, state: TerminationState, rollout: Rollout, key: PRNGKeyArray) -> tuple[TerminationState, Metrics]:
         """Epochs x minibatches of the weighted termination loss on a random share of the rollout."""
         batch = TerminationBatch(
             obs=flatten_time(rollout.obs),
@@ -151,7 +113,7 @@ class TerminationModel(WorldModel):
             terminated=flatten_time(rollout.terminated).astype(jnp.float32),
         )
         network, opt_state, (loss, rates) = fit_model(
-            lambda net, rows: taken_termination_loss(self.logits(net, q_net), rows, self.termination_weight),
+            lambda net, rows: taken_termination_loss(net, rows, self.termination_weight),
             state.network,
             state.opt_state,
             batch,
@@ -167,21 +129,10 @@ class TerminationModel(WorldModel):
         raise TypeError("the termination model predicts no next frames, so it cannot imagine (use it with --dyna.planner none)")
 
     def termination_probabilities(
-        self,
-        state: TerminationState,
-        obs: Float[Array, "batch height width channels"],
-        carry: Any,
-        key: PRNGKeyArray,
-        num_actions: int,
-        *,
-        q_net: QNetwork | None = None,
+        self, state: TerminationState, obs: Float[Array, "batch height width channels"], carry: Any, key: PRNGKeyArray, num_actions: int
     ) -> Float[Array, "batch actions"]:
         """Every action's probability from one pass (``carry`` and ``key`` are not needed)."""
-        return jax.nn.sigmoid(self.logits(state.network, q_net)(obs))
-
-    @property
-    def reads_q_network(self) -> bool:
-        return self.q_features is not None
+        return jax.nn.sigmoid(state.network(obs))
 
     @property
     def metrics(self) -> tuple[Metric, ...]:

@@ -30,7 +30,7 @@ class ModelOnly(Planner):
     def step(
         self, learner: Learner, rollout: Rollout, state: PlannerState, key: PRNGKeyArray, clock: Clock
     ) -> tuple[Learner, PlannerState, Metrics]:
-        model_state, metrics = self.model.update(state.model, rollout, key, q_net=learner.q_net)
+        model_state, metrics = self.model.update(state.model, rollout, key)
         return learner, PlannerState(model=model_state), metrics
 
     @property
