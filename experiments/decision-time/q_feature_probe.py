@@ -70,9 +70,8 @@ def fit(
             updates, opt_state = optimiser.update(grads, opt_state, eqx.filter(net, eqx.is_array))
             return (eqx.apply_updates(net, updates), opt_state), None
 
-        params, static = eqx.partition(network, eqx.is_array)
-        carry = (network, optimiser.init(params))
-        (network, _), _ = jax.lax.scan(lambda c, k: one(c, k), carry, jax.random.split(key, steps))
+        carry = (network, optimiser.init(eqx.filter(network, eqx.is_array)))
+        (network, _), _ = jax.lax.scan(one, carry, jax.random.split(key, steps))
         return network
 
     return train(network, inputs, fatal, key)
