@@ -53,7 +53,7 @@ class TerminationHead(eqx.Module):
 
 class QNetwork(eqx.Module):
     """conv 16x3x3 VALID -> norm -> ReLU -> dense 128 -> norm -> ReLU -> linear over actions; with a termination
-    head, also conv features -> "cells" head -> a termination logit per action."""
+    head, also conv features -> :class:`TerminationHead` -> a termination logit per action."""
 
     conv: Conv3x3
     conv_norm: MaybeNorm
