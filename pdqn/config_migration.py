@@ -112,6 +112,18 @@ UNMERGED_OPTIONS: dict[str, RemovedOption] = {
         ("none",),
         ("termination",),
     ),
+    "pqn.termination_head_weight": RemovedOption(
+        None,
+        "a termination head on the Q-network's conv features trained by an auxiliary loss (the veto's model q_head), "
+        "screened at commit 569f64e and rejected by experiments/decision-time (A termination head trained with the "
+        "Q-network: it helped Asterix and wrecked Seaquest's Q-network)",
+        "569f64e",
+        ("none",),
+        ("q_head",),
+    ),
+    "pqn.termination_head_positive_weight": RemovedOption(
+        10.0, "used only with pqn.termination_head_weight", "569f64e", ("none",), ("q_head",)
+    ),
 }
 """Options of a grouped config that only a screened branch or commit had, removed when the screen rejected them: a
 saved config with the kept value loads without it; one that ran another value is an error that names what to check

@@ -20,8 +20,6 @@ class QBatch(eqx.Module):
     target: Float[Array, " batch"]
     weight: Float[Array, " batch"]
     """1 for a transition to learn from, 0 for padding (imagined steps after termination)."""
-    terminated: Float[Array, " batch"] | None = None
-    """1 where the step ended the episode (real rows, for the Q-network's termination head; None: not kept)."""
 
 
 def td_loss(q_net: QNetwork, batch: QBatch) -> tuple[Float[Array, ""], Float[Array, ""]]:
@@ -29,11 +27,7 @@ def td_loss(q_net: QNetwork, batch: QBatch) -> tuple[Float[Array, ""], Float[Arr
 
     The mean is over the weighted rows, so a minibatch with few live rows still takes a full-size step.
     """
-    return td_loss_of_values(q_net(batch.obs), batch)
-
-
-def td_loss_of_values(q: Float[Array, "batch actions"], batch: QBatch) -> tuple[Float[Array, ""], Float[Array, ""]]:
-    """:func:`td_loss` from the Q-values of ``batch.obs`` (for a loss that computes them with more)."""
+    q = q_net(batch.obs)
     q_sa = jnp.take_along_axis(q, batch.action[:, None], axis=-1)[:, 0]
     total = jnp.maximum(jnp.sum(batch.weight), 1.0)
     loss = 0.5 * jnp.sum(batch.weight * jnp.square(q_sa - batch.target)) / total

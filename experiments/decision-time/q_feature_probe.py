@@ -26,7 +26,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from pdqn.checkpoint import CheckpointError, load_policy, select_seed
 from pdqn.envs import VecEnv, make_env
 from pdqn.models.conv import CellsTermination
-from pdqn.events import termination_loss
+from pdqn.models.learned import termination_loss
 from pdqn.models.termination import TerminationNetwork
 from pdqn.networks import QNetwork
 from pdqn.termination import overall_auc, pairwise_auc, precision_recall

@@ -45,7 +45,7 @@ def sample(env, q_net, model, model_state, key, steps: int):
         newest_sub = real.final_obs[:, 0, :, -channels]  # the newest frame's submarine channel, top row
         surfaced = jnp.any(newest_sub > 0.5, axis=-1) & (repeat(game.sub_y) == 1)
         cause = jnp.where(repeat(game.oxygen) <= 0, 0, jnp.where(surfaced & (repeat(game.diver_count) == 0), 1, 2))
-        p = model.termination_probabilities(model_state, obs, None, k_model, actions, q_net=q_net)
+        p = model.termination_probabilities(model_state, obs, None, k_model, actions)
         q = q_net(obs)
         out, state, stats = env.step(k_env, state, stats, jnp.argmax(q, axis=-1))
         per_pair = lambda x: x.reshape(env.num_envs, actions)  # noqa: E731
