@@ -8,7 +8,8 @@
 # can run side by side: GAMES=asterix ... & GAMES=seaquest ... WEIGHT (default 1) is --pqn.termination-head-weight;
 # another weight than 1 is in the runs' labels (aux-head-0.1-185, ...).
 # --pqn.termination-head-weight and --dyna.model q_head were removed after the screen rejected them: run this script
-# at commit 569f64e (git checkout 569f64e), where they exist.
+# at commit 569f64e (git checkout 569f64e), where they exist; from a worktree of that commit, with PYTHONPATH=$PWD so
+# that veto.py imports the worktree's pdqn rather than an installed one.
 # Reproduce from the repository root:
 #   bash experiments/decision-time/aux_head.sh
 set -euo pipefail
