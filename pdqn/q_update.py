@@ -105,8 +105,10 @@ def clip_head_apart(max_norm: float) -> optax.GradientTransformation:
     head's loss never scales the Q-network's step (with the head, the Q-network learns as PQN's)."""
     clip = optax.clip_by_global_norm(max_norm)
 
-    def update(updates: QNetwork, state: optax.EmptyState, params: Any = None) -> tuple[QNetwork, optax.EmptyState]:
-        head = updates.termination
+    def update(
+        updates: optax.Updates, state: optax.OptState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, optax.OptState]:
+        head = getattr(updates, "termination", None)
         if head is None:
             return clip.update(updates, state)[0], state
         is_head = lambda x: x is None  # noqa: E731
