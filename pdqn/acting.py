@@ -15,7 +15,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from pdqn.models import WorldModel
-from pdqn.networks import QNetwork
 from pdqn.rollout import ActingQ
 
 
@@ -41,11 +40,9 @@ class Veto(eqx.Module):
         obs: Float[Array, "batch height width channels"],
         carry: object,
         key: PRNGKeyArray,
-        q_net: QNetwork | None = None,
     ) -> tuple[Float[Array, "batch actions"], Bool[Array, " batch"]]:
-        """The vetoed Q-values, and where the veto changed the greedy action (``q_net``: the Q-network that gave
-        ``q``, for a model that reads its termination head)."""
-        p_terminal = self.model.termination_probabilities(model_state, obs, carry, key, self.num_actions, q_net=q_net)
+        """The vetoed Q-values, and where the veto changed the greedy action."""
+        p_terminal = self.model.termination_probabilities(model_state, obs, carry, key, self.num_actions)
         q_vetoed = jax.vmap(vetoed_q, in_axes=(0, 0, None))(q, p_terminal, self.threshold)
         return q_vetoed, jnp.argmax(q_vetoed, axis=-1) != jnp.argmax(q, axis=-1)
 
@@ -55,6 +52,6 @@ class Veto(eqx.Module):
         needs_env_states = self.model.needs_env_states
 
         def acting_q(q_net, q, obs, env_state, key):
-            return self(model_state, q, obs, env_state if needs_env_states else None, key, q_net=q_net)
+            return self(model_state, q, obs, env_state if needs_env_states else None, key)
 
         return acting_q

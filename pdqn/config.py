@@ -97,11 +97,6 @@ class PQNConfig:
     """Width of the hidden dense layer."""
     conv_features: int = 16
     """Filters of the 3x3 convolution."""
-    termination_head_channels: int | None = None
-    """Conv channels of the Q-network's termination head's own (None: no head, PQN). The head reads these beside the
-    Q-network's conv features, which it sees behind a stop-gradient: its loss (on the taken actions' terminations, a
-    terminating step weighing 10) trains only the head, so the Q-network learns as PQN's. The termination veto reads it
-    with --alg pdqn --dyna.planner none --dyna.model q_head."""
 
     def __post_init__(self) -> None:
         p = "pqn."
@@ -137,18 +132,6 @@ class PQNConfig:
             "a finite number > 0",
         )
         _unit_interval(p, self, ("gamma", "td_lambda", "eps_start", "eps_finish", "eps_decay"))
-        channels = self.termination_head_channels
-        _require(
-            channels is None or (isinstance(channels, int) and channels > 0),
-            p + "termination_head_channels",
-            channels,
-            "a whole number > 0 or None",
-        )
-
-    @property
-    def termination_head(self) -> bool:
-        """Whether the Q-network has a termination head."""
-        return self.termination_head_channels is not None
 
     @property
     def batch_size(self) -> int:
@@ -424,7 +407,7 @@ class VetoConfig:
 
 
 PlannerName = Literal["counterfactual", "dyna", "value_expansion", "search", "none"]
-ModelName = Literal["learned", "oracle", "termination", "q_head"]
+ModelName = Literal["learned", "oracle", "termination"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -439,9 +422,8 @@ class PlanningConfig:
     Each planner's knobs are in its own group below (--dyna.NAME.*); pdqn/planners/."""
     model: ModelName = "learned"
     """The world model the planner imagines with: "learned" (knobs in --dyna.learned.*), "oracle" (the real game
-    stepped from the rollout's real states: a perfect model, the ceiling of what planning can give), "termination"
-    (termination only, for the veto with --dyna.planner none; knobs in --dyna.termination.*) or "q_head" (the
-    Q-network's own termination head, for the veto with --dyna.planner none; --pqn.termination-head-channels)."""
+    stepped from the rollout's real states: a perfect model, the ceiling of what planning can give) or "termination"
+    (termination only, for the veto with --dyna.planner none; knobs in --dyna.termination.*)."""
     planning_delay: int = 20
     """Updates before planning starts (the model trains from the first update; before it every planner leaves the
     Q-network as the compute-matched control would)."""
@@ -470,11 +452,11 @@ class PlanningConfig:
             "None with --dyna.planner search (search acts already; its root values see the model's terminations)",
         )
         _require(
-            self.model not in ("termination", "q_head") or self.planner == "none",
+            self.model != "termination" or self.planner == "none",
             "dyna.model",
             self.model,
-            '"learned" or "oracle" with a planner that imagines (the termination model and the Q-network\'s head predict '
-            "no frames; with them, pass --dyna.planner none)",
+            '"learned" or "oracle" with a planner that imagines (the termination model predicts no frames; with it, '
+            "pass --dyna.planner none)",
         )
         _require(
             self.planner != "none" or threshold is not None,
@@ -621,19 +603,6 @@ class Config:
         _require(self.alg in ("pqn", "pdqn"), "alg", self.alg, "one of pqn|pdqn")
         reuse = self.pqn.reuse_rollouts
         _require(reuse == 0 or self.alg == "pqn", "pqn.reuse_rollouts", reuse, "0 with --alg pdqn (it is a PQN control)")
-        reads_head = self.planning and self.dyna.model == "q_head"
-        _require(
-            self.pqn.termination_head or not reads_head,
-            "pqn.termination_head_channels",
-            self.pqn.termination_head_channels,
-            "a whole number > 0 with --dyna.model q_head (the veto reads the Q-network's termination head)",
-        )
-        _require(
-            not self.pqn.termination_head or not self.planning or reads_head,
-            "pqn.termination_head_channels",
-            self.pqn.termination_head_channels,
-            "None with --alg pdqn unless --dyna.model q_head (the head's metrics are the termination model's)",
-        )
         _positive_ints("", self, ("total_timesteps", "num_seeds", "eval_envs", "frame_stack"))
         _require(
             isinstance(self.seed, int) and 0 <= self.seed < 2**31 - self.num_seeds,

@@ -124,6 +124,15 @@ UNMERGED_OPTIONS: dict[str, RemovedOption] = {
     "pqn.termination_head_positive_weight": RemovedOption(
         10.0, "used only with pqn.termination_head_weight", "569f64e", ("none",), ("q_head",)
     ),
+    "pqn.termination_head_channels": RemovedOption(
+        None,
+        "a termination head with conv channels of its own beside the Q-network's features (the veto's model q_head), "
+        "screened at commit 2e062f4 and rejected by experiments/decision-time (A termination head with channels of its "
+        "own: 82 % of the real veto's gain on Asterix, 6 % on Seaquest)",
+        "2e062f4",
+        ("none",),
+        ("q_head",),
+    ),
 }
 """Options of a grouped config that only a screened branch or commit had, removed when the screen rejected them: a
 saved config with the kept value loads without it; one that ran another value is an error that names what to check

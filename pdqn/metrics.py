@@ -129,15 +129,6 @@ TERMINATION_MODEL_METRICS = (MODEL_LOSS, MODEL_TERM_PRECISION, MODEL_TERM_RECALL
 """What the termination model (--dyna.model termination) reports: its loss (the weighted termination BCE), and precision and
 recall of the taken actions' terminations at 0.5."""
 
-TERMINATION_HEAD_LOSS = Metric(
-    "termination_head_loss", REAL,
-    "mean weighted termination BCE of the Q-network's termination head (taken actions) over the real minibatches",
-    guarded=True,
-)  # fmt: skip
-TERMINATION_HEAD_METRICS = (TERMINATION_HEAD_LOSS, MODEL_TERM_PRECISION, MODEL_TERM_RECALL)
-"""What the Q-network's termination head (--pqn.termination-head-channels) reports: its loss, and precision and recall of
-the taken actions' terminations at 0.5 (each minibatch's before its gradient step)."""
-
 # ---- Dyna planning ------------------------------------------------------------------------------------
 
 PLANNING_ACTIVE = Metric("planning_active", IMAGINED, "1 once the planning delay has passed")

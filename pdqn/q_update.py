@@ -20,8 +20,6 @@ class QBatch(eqx.Module):
     target: Float[Array, " batch"]
     weight: Float[Array, " batch"]
     """1 for a transition to learn from, 0 for padding (imagined steps after termination)."""
-    terminated: Float[Array, " batch"] | None = None
-    """1 where the step ended the episode (real rows, for the Q-network's termination head; None: not kept)."""
 
 
 def td_loss(q_net: QNetwork, batch: QBatch) -> tuple[Float[Array, ""], Float[Array, ""]]:
@@ -29,11 +27,7 @@ def td_loss(q_net: QNetwork, batch: QBatch) -> tuple[Float[Array, ""], Float[Arr
 
     The mean is over the weighted rows, so a minibatch with few live rows still takes a full-size step.
     """
-    return td_loss_of_values(q_net(batch.obs), batch)
-
-
-def td_loss_of_values(q: Float[Array, "batch actions"], batch: QBatch) -> tuple[Float[Array, ""], Float[Array, ""]]:
-    """:func:`td_loss` from the Q-values of ``batch.obs`` (for a loss that computes them with more)."""
+    q = q_net(batch.obs)
     q_sa = jnp.take_along_axis(q, batch.action[:, None], axis=-1)[:, 0]
     total = jnp.maximum(jnp.sum(batch.weight), 1.0)
     loss = 0.5 * jnp.sum(batch.weight * jnp.square(q_sa - batch.target)) / total
@@ -95,27 +89,8 @@ def sgd_epochs(
 
 
 def q_optimiser(max_grad_norm: float) -> optax.GradientTransformation:
-    """Global-norm clipping (of the termination head's gradient apart) then RAdam's direction; the learning rate is
-    applied by the caller."""
-    return optax.chain(clip_head_apart(max_grad_norm), optax.scale_by_radam())
-
-
-def clip_head_apart(max_norm: float) -> optax.GradientTransformation:
-    """``optax.clip_by_global_norm`` of the Q-network's gradient, and of its termination head's apart, so that the
-    head's loss never scales the Q-network's step (with the head, the Q-network learns as PQN's)."""
-    clip = optax.clip_by_global_norm(max_norm)
-
-    def update(
-        updates: optax.Updates, state: optax.OptState, params: optax.Params | None = None
-    ) -> tuple[optax.Updates, optax.OptState]:
-        head = getattr(updates, "termination", None)
-        if head is None:
-            return clip.update(updates, state)[0], state
-        is_head = lambda x: x is None  # noqa: E731
-        rest = clip.update(eqx.tree_at(lambda n: n.termination, updates, None), state)[0]
-        return eqx.tree_at(lambda n: n.termination, rest, clip.update(head, state)[0], is_leaf=is_head), state
-
-    return optax.GradientTransformation(clip.init, update)
+    """Global-norm clipping then RAdam's direction; the learning rate is applied by the caller."""
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_radam())
 
 
 def linear_decay(update: Int[Array, ""], initial: float, num_updates: int, decay: bool) -> Float[Array, ""]:

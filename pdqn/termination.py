@@ -69,7 +69,7 @@ def sample_terminations(
         carry = state if model.needs_env_states else None
         frames = {}
         if not model.imagines:
-            predicted = model.termination_probabilities(model_state, obs, carry, k_model, actions, q_net=q_net)
+            predicted = model.termination_probabilities(model_state, obs, carry, k_model, actions)
         else:  # one step of every action gives both the termination and the frames
             pred, _ = model.stepper(model_state)(repeat(obs), jax.tree.map(repeat, carry), tried, k_model)
             predicted = per_pair(jax.nn.sigmoid(pred.terminated_logit))

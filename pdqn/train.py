@@ -19,7 +19,7 @@ from pdqn.acting import Veto
 from pdqn.config import Config, ConfigError
 from pdqn.envs import VecEnv, make_env
 from pdqn.evaluation import evaluate_episodes
-from pdqn.learner import QFit, RealUpdate, TerminationHeadLoss
+from pdqn.learner import QFit, RealUpdate
 from pdqn.metrics import (
     ENV_STEP,
     EPSILON,
@@ -124,7 +124,6 @@ class Trainer(eqx.Module):
             minibatches=pqn.num_minibatches,
             extra_minibatches=pqn.extra_minibatches,
             minibatch_size=pqn.minibatch_size,
-            termination_head=TerminationHeadLoss() if pqn.termination_head else None,
         )
         self.planner = make_planner(config, self.env, fit) if planner is None else planner
         self.acting = make_acting(config, self.planner, self.env.num_actions)
@@ -133,7 +132,7 @@ class Trainer(eqx.Module):
     def metrics(self) -> tuple[Metric, ...]:
         """Every metric one update produces, in column order."""
         changed = (self.changed_action_metric,) if self.acts_beyond_q(evaluation=False) else ()
-        return UPDATE_METRICS + self.real_update.head_metrics + changed + self.planner.metrics
+        return UPDATE_METRICS + changed + self.planner.metrics
 
     @property
     def changed_action_metric(self) -> Metric:
@@ -166,7 +165,6 @@ class Trainer(eqx.Module):
             norm=pqn.norm,
             conv_features=pqn.conv_features,
             hidden_size=pqn.hidden_size,
-            termination_channels=pqn.termination_head_channels,
         )
         obs, env_state, stats = self.env.reset(k_env)
         return TrainState(

@@ -246,6 +246,17 @@ def test_runs_with_the_removed_termination_head_name_the_commit_that_ran_them():
             config_from_dict(json.loads(path.read_text()))
 
 
+def test_runs_with_the_removed_own_channel_head_name_the_commit_that_ran_them():
+    saved = config_dict(tiny_config())
+    saved["pqn"] |= {"termination_head_channels": None}
+    assert config_from_dict(saved) == tiny_config()
+    for run in ("asterix-own-head-8-185", "seaquest-own-head-8"):
+        path = Path(__file__).parents[1] / f"experiments/decision-time/runs/{run}/config.json"
+        expected = r"^pqn\.termination_head_channels=8 is not an option .*: git checkout 2e062f4$"
+        with pytest.raises(ConfigError, match=expected):
+            config_from_dict(json.loads(path.read_text()))
+
+
 def test_zeros_and_empty_names_that_older_versions_wrote_for_defaults_load_as_none():
     old = config_dict(tiny_config()) | {"log_every": 0, "eval_every": 0.0}
     old["checkpoint"]["every"], old["track"]["experiment"], old["track"]["sweep"] = 0, "", ""

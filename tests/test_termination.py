@@ -72,7 +72,7 @@ def test_frame_scores_of_a_hand_made_sample():
 
 
 def test_the_termination_loss_weighs_a_terminating_step_more():
-    from pdqn.events import termination_loss
+    from pdqn.models.learned import termination_loss
 
     logits = jnp.zeros(4)  # p = 0.5 everywhere: every step's BCE is log 2
     terminated = jnp.array([1.0, 0.0, 0.0, 0.0])

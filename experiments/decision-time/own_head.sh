@@ -6,6 +6,9 @@
 # each run's Q-network is its counterpart's); then veto.py on each run's final networks. Run directories live outside
 # the repository (RUNS, default ../pdqn-own-head-runs), with checkpoints: rerunning skips finished runs and resumes
 # stopped ones. The two games can run side by side: GAMES=asterix ... & GAMES=seaquest ...
+# --pqn.termination-head-channels and --dyna.model q_head were removed after the screen rejected them: run this script
+# at commit 2e062f4 (git checkout 2e062f4), where they exist; from a worktree of that commit, with PYTHONPATH=$PWD so
+# that veto.py imports the worktree's pdqn rather than an installed one.
 # Reproduce from the repository root:
 #   bash experiments/decision-time/own_head.sh
 set -euo pipefail

@@ -5,10 +5,7 @@ stepped in a copy of the real state), two fresh termination networks learn every
 every action, not only the taken one; the weighted termination loss, weight 10), on the first three quarters of the
 environments, and are scored on the rest: the "cells" head on the Q-network's conv features (frozen), and the
 termination model's own first layer on every cell's 5x5 neighbourhood with the same head. Where the second learns
-the event and the first does not, the Q-network's features lack it, whatever the labels. A third probe is the
-Q-network's termination head with 8 conv channels of its own beside the frozen conv features
-(``--pqn.termination-head-channels 8``): where it learns the event from every action's label but the head trained in
-the run on the taken actions' did not, the labels are what is missing, not the head's capacity.
+the event and the first does not, the Q-network's features lack it, whatever the labels.
 
     python experiments/decision-time/q_feature_probe.py RUN_DIR [RUN_DIR ...] --out DIR   # measures, writes DIR/probe.csv
     python experiments/decision-time/q_feature_probe.py --out DIR                          # prints DIR's table again
@@ -29,22 +26,10 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from pdqn.checkpoint import CheckpointError, load_policy, select_seed
 from pdqn.envs import VecEnv, make_env
 from pdqn.models.conv import CellsTermination
-from pdqn.events import termination_loss
+from pdqn.models.learned import termination_loss
 from pdqn.models.termination import TerminationNetwork
-from pdqn.layers import patches3x3
-from pdqn.networks import QNetwork, TerminationHead
+from pdqn.networks import QNetwork
 from pdqn.termination import overall_auc, pairwise_auc, precision_recall
-
-
-class OwnChannelsProbe(eqx.Module):
-    """The Q-network's termination head, fresh, with its own conv channels beside the frozen Q-network's features."""
-
-    q_net: QNetwork
-    head: TerminationHead
-
-    def __call__(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch actions"]:
-        patches = patches3x3(obs)
-        return self.head(patches, jax.lax.stop_gradient(self.q_net.features_of_patches(patches)))
 
 
 @eqx.filter_jit
@@ -112,15 +97,12 @@ def measure(run_dir: Path, steps: int, fit_steps: int) -> list[dict]:
         train_fatal, test_fatal = flat(fatal[:, :split]), flat(fatal[:, split:])
         features = eqx.filter_jit(lambda net, o: net.cell_features(o))
         q_train, q_test = features(q_net, train_obs), features(q_net, test_obs)
-        k_q, k_own, k_head = jax.random.split(jax.random.fold_in(key, 1), 3)
-        patch_size, shared = 9 * env.obs_shape[-1], q_train.shape[-1]
-        head = TerminationHead(patch_size, shared, 8, env.num_actions, config.pqn.norm, key=k_head)
+        k_q, k_own = jax.random.split(jax.random.fold_in(key, 1))
         probes = {
             "head on the Q-network's conv features": (
                 CellsTermination(q_train.shape[-1], env.num_actions, key=k_q), q_train, q_test),
             "own 5x5 first layer and head": (
                 TerminationNetwork(env.obs_shape, env.num_actions, 32, key=k_own), train_obs, test_obs),
-            "Q-network's head, 8 own channels": (OwnChannelsProbe(q_net, head), train_obs, test_obs),
         }  # fmt: skip
         for name, (network, inputs, test_inputs) in probes.items():
             network = fit(network, inputs, train_fatal, jax.random.fold_in(key, 2), fit_steps)

@@ -48,7 +48,7 @@ class Benchmark:
     planning_from_start: bool = True
     """For pdqn: no planning delay, so every timed update plans."""
     paired: bool = False
-    """Also time plain PQN (the same pqn settings without extra minibatches, reuse or termination head), call by call in turn with this
+    """Also time plain PQN (the same pqn settings without extra minibatches or reuse), call by call in turn with this
     config, and report the ratio of their seconds per update (this config's cost in units of PQN's, robust to a
     machine whose speed drifts)."""
     pqn: PQNConfig = dataclasses.field(default_factory=PQNConfig)
@@ -97,9 +97,7 @@ def measure(bench: Benchmark) -> dict[str, object]:
     trainer, compile_seconds = timed.trainer, timed.compile_seconds
     plain = None
     if bench.paired:
-        pqn = dataclasses.replace(
-            config.pqn, extra_minibatches=0, reuse_rollouts=0, reuse_minibatches=0, termination_head_channels=None
-        )
+        pqn = dataclasses.replace(config.pqn, extra_minibatches=0, reuse_rollouts=0, reuse_minibatches=0)
         plain = TimedChunk(dataclasses.replace(config, alg="pqn", pqn=pqn), bench.updates)
     seconds, ratios = [], []
     for _ in range(bench.repeats):

@@ -24,8 +24,6 @@ GROUPS = {
         m for m in metrics.SEARCH_METRICS if m is not metrics.PLANNING_ACTIVE
     ),
     "PQN reusing recent rollouts (`--pqn.reuse-rollouts`)": (metrics.REUSE_TD_LOSS,),
-    "The Q-network's termination head (`--pqn.termination-head-channels`; also `model_term_precision` and"
-    " `model_term_recall`, of its taken actions)": (metrics.TERMINATION_HEAD_LOSS,),
     "Acting with the termination veto (`--dyna.veto.threshold`, in training)": (metrics.VETOED_ACTION_RATE,),
     "Acting by search (`--dyna.planner search`, with `--dyna.search.training`)": (metrics.SEARCH_CHANGED_ACTION_RATE,),
 }

@@ -1,5 +1,5 @@
 """World models a planner imagines with (``--dyna.model``): the learned ensemble and the real game as oracle; and the
-termination model and the Q-network's termination head, which only the veto uses.
+termination model, which only the veto uses.
 
 Adding a model: a :class:`WorldModel` subclass in a module here, its knobs in a config class of its own, and a
 builder in :data:`WORLD_MODELS`.
@@ -29,7 +29,6 @@ from pdqn.models.learned import (
 )
 from pdqn.models.mlp import DynamicsModel
 from pdqn.models.oracle import OracleModel
-from pdqn.models.q_head import QHeadModel
 from pdqn.models.termination import TerminationModel, TerminationNetwork, TerminationState
 
 WORLD_MODELS: dict[str, Callable[[PlanningConfig, VecEnv, int], WorldModel]] = {
@@ -40,7 +39,6 @@ WORLD_MODELS: dict[str, Callable[[PlanningConfig, VecEnv, int], WorldModel]] = {
     "termination": lambda planning, env, real_batch_size: TerminationModel.build(
         planning.termination, env.obs_shape, env.num_actions, real_batch_size
     ),
-    "q_head": lambda planning, env, real_batch_size: QHeadModel(),
 }
 """``--dyna.model`` choices: each builds its model from the planning config (its own group of it), the training
 environments and the real transitions per update."""
@@ -61,7 +59,6 @@ __all__ = [
     "LearnedState",
     "ModelBatch",
     "OracleModel",
-    "QHeadModel",
     "Prediction",
     "StepModel",
     "TerminationModel",

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from pdqn.metrics import Metric
-from pdqn.networks import QNetwork
 from pdqn.rollout import Rollout
 
 Metrics = dict[str, Array]
@@ -91,18 +90,10 @@ class WorldModel(eqx.Module):
         return None
 
     def termination_probabilities(
-        self,
-        state: Any,
-        obs: Float[Array, "batch height width channels"],
-        carry: Any,
-        key: PRNGKeyArray,
-        num_actions: int,
-        *,
-        q_net: QNetwork | None = None,
+        self, state: Any, obs: Float[Array, "batch height width channels"], carry: Any, key: PRNGKeyArray, num_actions: int
     ) -> Float[Array, "batch actions"]:
         """The model's probability that each action ends the episode, at each of a batch of observations (``carry``
-        as :meth:`start` gives it, for those observations; ``q_net``: the acting Q-network, which only a model that
-        reads its termination head needs)."""
+        as :meth:`start` gives it, for those observations)."""
         batch = obs.shape[0]
         repeat = lambda x: jnp.repeat(x, num_actions, axis=0)  # noqa: E731
         actions = jnp.tile(jnp.arange(num_actions, dtype=jnp.int32), batch)

@@ -17,7 +17,6 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from pdqn.config import LearnedModelConfig
-from pdqn.events import event_rates, event_scores, termination_loss
 from pdqn.learner import flatten_time, subsample
 from pdqn.metrics import (
     LEARNED_MODEL_METRICS,
@@ -30,6 +29,10 @@ from pdqn.metrics import (
     MODEL_OBS_LOSS,
     MODEL_REWARD_ABS_ERROR,
     MODEL_REWARD_LOSS,
+    MODEL_REWARD_PRECISION,
+    MODEL_REWARD_RECALL,
+    MODEL_TERM_PRECISION,
+    MODEL_TERM_RECALL,
     MODEL_TERMINATED_LOSS,
     Metric,
 )
@@ -39,7 +42,9 @@ from pdqn.models.mlp import DynamicsModel
 from pdqn.q_update import sgd_epochs
 from pdqn.rollout import Rollout
 
-
+EVENTS = {"term": (MODEL_TERM_PRECISION, MODEL_TERM_RECALL), "reward": (MODEL_REWARD_PRECISION, MODEL_REWARD_RECALL)}
+"""Sparse events scored by precision and recall: a termination, and a reward (predicted above 0.5).
+Per minibatch their true-positive, predicted and actual rates are kept; the means over an epoch form the scores."""
 
 
 class Ensemble(eqx.Module):
@@ -73,6 +78,18 @@ class ModelBatch(eqx.Module):
     next_obs: Float[Array, "batch height width channels"]
     reward: Float[Array, " batch"]
     terminated: Bool[Array, " batch"]
+
+
+def termination_loss(
+    terminated_logit: Float[Array, " batch"], terminated: Float[Array, " batch"], weight: float
+) -> Float[Array, ""]:
+    """Binary cross-entropy of the termination flag, a terminating step weighing ``weight`` times a safe one::
+
+        loss = mean_i w_i BCE(logit_i, d_i),   w_i = weight if d_i else 1
+
+    Terminations are rare (under 1 % of MinAtar steps), so with ``weight`` 1 the base rate is a cheap optimum."""
+    bce = optax.sigmoid_binary_cross_entropy(terminated_logit, terminated)
+    return jnp.mean(jnp.where(terminated > 0.5, weight, 1.0) * bce)
 
 
 def model_loss(
@@ -119,6 +136,32 @@ def model_metrics(pred: Prediction, batch: ModelBatch, frame_channels: int) -> d
         MODEL_OBS_EXACT.name: jnp.mean(jnp.all(correct, axis=(1, 2, 3))),
         MODEL_REWARD_ABS_ERROR.name: jnp.mean(jnp.abs(pred.reward[0] - batch.reward)),
     }
+
+
+def event_rates(events: dict[str, tuple[Array, Array]]) -> dict[str, Array]:
+    """Per event ``name: (predicted, actual)`` (booleans over a batch): the rates :func:`event_scores` turns into
+    precision and recall, ``name_true_positive``, ``name_predicted`` and ``name_actual``."""
+    return {
+        f"{name}_{kind}": jnp.mean(value)
+        for name, (predicted, actual) in events.items()
+        for kind, value in (("true_positive", predicted & actual), ("predicted", predicted), ("actual", actual))
+    }
+
+
+def event_scores(metrics: dict[str, Array]) -> dict[str, Array]:
+    """Replace the mean per-minibatch event rates by each event's precision and recall (NaN where undefined), for
+    the events whose rates ``metrics`` holds."""
+    metrics = dict(metrics)
+    nan = jnp.asarray(jnp.nan, jnp.float32)
+    for name, (precision, recall) in EVENTS.items():
+        if f"{name}_true_positive" not in metrics:
+            continue
+        true_positive = metrics.pop(f"{name}_true_positive")
+        predicted = metrics.pop(f"{name}_predicted")
+        actual = metrics.pop(f"{name}_actual")
+        metrics[precision.name] = jnp.where(predicted > 0, true_positive / predicted, nan)
+        metrics[recall.name] = jnp.where(actual > 0, true_positive / actual, nan)
+    return metrics
 
 
 def model_optimiser() -> optax.GradientTransformation:
@@ -254,14 +297,7 @@ class LearnedModel(WorldModel):
         return ensemble_stepper(state.ensemble)
 
     def termination_probabilities(
-        self,
-        state: LearnedState,
-        obs: Float[Array, "batch height width channels"],
-        carry: Any,
-        key: PRNGKeyArray,
-        num_actions: int,
-        *,
-        q_net: object = None,
+        self, state: LearnedState, obs: Float[Array, "batch height width channels"], carry: Any, key: PRNGKeyArray, num_actions: int
     ) -> Float[Array, "batch actions"]:
         """As :meth:`WorldModel.termination_probabilities` (one randomly drawn member per state and action), from one
         pass of each member for every action (the veto asks at every behaviour step, so this is its cost)."""

@@ -21,13 +21,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from pdqn.config import TerminationModelConfig
-from pdqn.events import event_rates, event_scores, termination_loss
 from pdqn.layers import Dense, LayerNorm
 from pdqn.learner import flatten_time
 from pdqn.metrics import MODEL_LOSS, TERMINATION_MODEL_METRICS, Metric
 from pdqn.models.base import Metrics, StepModel, WorldModel
 from pdqn.models.conv import CellsTermination, cell_input_size, cell_inputs
-from pdqn.models.learned import fit_model, model_optimiser
+from pdqn.models.learned import event_rates, event_scores, fit_model, model_optimiser, termination_loss
 from pdqn.rollout import Rollout
 
 
@@ -130,14 +129,7 @@ class TerminationModel(WorldModel):
         raise TypeError("the termination model predicts no next frames, so it cannot imagine (use it with --dyna.planner none)")
 
     def termination_probabilities(
-        self,
-        state: TerminationState,
-        obs: Float[Array, "batch height width channels"],
-        carry: Any,
-        key: PRNGKeyArray,
-        num_actions: int,
-        *,
-        q_net: object = None,
+        self, state: TerminationState, obs: Float[Array, "batch height width channels"], carry: Any, key: PRNGKeyArray, num_actions: int
     ) -> Float[Array, "batch actions"]:
         """Every action's probability from one pass (``carry`` and ``key`` are not needed)."""
         return jax.nn.sigmoid(state.network(obs))
