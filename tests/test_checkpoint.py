@@ -235,25 +235,22 @@ def test_a_screened_termination_option_loads_at_its_kept_value_and_its_runs_name
         config_from_dict(json.loads(path.read_text()))
 
 
-def test_runs_with_the_removed_termination_head_name_the_commit_that_ran_them():
+@pytest.mark.parametrize(
+    ("kept", "screened", "runs", "commit"),
+    [
+        ({"termination_head_weight": None, "termination_head_positive_weight": 10.0}, "termination_head_weight=1\\.0",
+         ("asterix-aux-head-185", "seaquest-aux-head"), "569f64e"),
+        ({"termination_head_channels": None}, "termination_head_channels=8",
+         ("asterix-own-head-8-185", "seaquest-own-head-8"), "2e062f4"),
+    ],
+)  # fmt: skip
+def test_runs_with_a_removed_termination_head_name_the_commit_that_ran_them(kept, screened, runs, commit):
     saved = config_dict(tiny_config())
-    saved["pqn"] |= {"termination_head_weight": None, "termination_head_positive_weight": 10.0}
+    saved["pqn"] |= kept
     assert config_from_dict(saved) == tiny_config()
-    for run in ("asterix-aux-head-185", "seaquest-aux-head"):
+    for run in runs:
         path = Path(__file__).parents[1] / f"experiments/decision-time/runs/{run}/config.json"
-        expected = r"^pqn\.termination_head_weight=1\.0 is not an option .*: git checkout 569f64e$"
-        with pytest.raises(ConfigError, match=expected):
-            config_from_dict(json.loads(path.read_text()))
-
-
-def test_runs_with_the_removed_own_channel_head_name_the_commit_that_ran_them():
-    saved = config_dict(tiny_config())
-    saved["pqn"] |= {"termination_head_channels": None}
-    assert config_from_dict(saved) == tiny_config()
-    for run in ("asterix-own-head-8-185", "seaquest-own-head-8"):
-        path = Path(__file__).parents[1] / f"experiments/decision-time/runs/{run}/config.json"
-        expected = r"^pqn\.termination_head_channels=8 is not an option .*: git checkout 2e062f4$"
-        with pytest.raises(ConfigError, match=expected):
+        with pytest.raises(ConfigError, match=rf"^pqn\.{screened} is not an option .*: git checkout {commit}$"):
             config_from_dict(json.loads(path.read_text()))
 
 
