@@ -12,19 +12,18 @@ features (frozen). Only a simulator gives these labels, so this measures what th
     python experiments/decision-time/label_ceiling.py --out DIR                          # prints DIR's table again
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 import equinox as eqx
 import jax
-import numpy as np
 import polars as pl
 from jaxtyping import Array, PRNGKeyArray
-from q_feature_probe import fit, visited
+from q_feature_probe import fit, measure_or_read, print_markdown, visited
+from veto import evaluation_parser, mean_and_se
 
 from pdqn.acting import Veto, vetoed_q
-from pdqn.checkpoint import CheckpointError, load_policy, select_seed
+from pdqn.checkpoint import load_policy, select_seed
 from pdqn.envs import VecEnv, make_env
 from pdqn.evaluation import evaluate_greedy
 from pdqn.models import OracleModel
@@ -86,33 +85,20 @@ def measure(run_dir: Path, episodes: int, steps: int, fit_steps: int, seed: int)
         eval_key = jax.random.PRNGKey(seed)
         for name, policy in policies.items():
             result = real_veto_returns(env, q_net, eval_key) if policy is None else returns(env, q_net, *policy, eval_key)
-            result = np.asarray(result)
-            rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name,
-                         "return": float(result.mean()), "se": float(result.std(ddof=1) / np.sqrt(len(result)))})  # fmt: skip
+            rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name, **mean_and_se(result)})
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("run_dirs", nargs="*", type=Path, help="runs to measure (none: print OUT's table again)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--episodes", type=int, default=128, help="evaluation episodes per seed and policy")
+    parser = evaluation_parser(__doc__)
     parser.add_argument("--steps", type=int, default=256, help="steps of the 128 greedy episodes learned from")
     parser.add_argument("--fit-steps", type=int, default=3000, help="Adam steps of each network")
-    parser.add_argument("--seed", type=int, default=1, help="key of the evaluation episodes (veto.py's default)")
     args = parser.parse_args(argv)
-    if args.run_dirs:
-        rows = []
-        for run_dir in args.run_dirs:
-            try:
-                rows += measure(run_dir, args.episodes, args.steps, args.fit_steps, args.seed)
-            except CheckpointError as err:
-                raise SystemExit(f"error: {err}") from None
-        args.out.mkdir(parents=True, exist_ok=True)
-        pl.DataFrame(rows).write_csv(args.out / "ceiling.csv")
-    elif not (args.out / "ceiling.csv").is_file():
-        raise SystemExit(f"error: no ceiling.csv in {args.out} (give RUN_DIRs to measure)")
-    frame = pl.read_csv(args.out / "ceiling.csv")
+    frame = measure_or_read(
+        args.run_dirs,
+        args.out / "ceiling.csv",
+        lambda run: measure(run, args.episodes, args.steps, args.fit_steps, args.seed),
+    )
     greedy = frame.filter(pl.col("policy") == "greedy").select("run", "seed", pl.col("return").alias("greedy"))
     real = frame.filter(pl.col("policy") == "veto, real game").select("run", "seed", pl.col("return").alias("real"))
     paired = frame.join(greedy, on=["run", "seed"]).join(real, on=["run", "seed"]).with_columns(
@@ -125,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         (pl.col("gain").std() / pl.col("gain").len().sqrt()).round(2).alias("its s.e."),
         (pl.col("gain").sum() / pl.col("real_gain").sum()).round(3).alias("share of the real game's gain"),
     )
-    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                   tbl_width_chars=300, fmt_str_lengths=70):  # fmt: skip
-        print(summary)
+    print_markdown(summary)
     return 0
 
 

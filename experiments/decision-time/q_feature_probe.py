@@ -13,6 +13,7 @@ the event and the first does not, the Q-network's features lack it, whatever the
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
@@ -113,6 +114,29 @@ def measure(run_dir: Path, steps: int, fit_steps: int) -> list[dict]:
     return rows
 
 
+def measure_or_read(run_dirs: list[Path], table: Path, measure_run: Callable[[Path], list[dict]]) -> pl.DataFrame:
+    """Measure each run into ``table`` (a CSV), or with no runs read it back; a run that cannot be loaded, or no
+    table to read, exits with one ``error:`` line."""
+    if run_dirs:
+        rows = []
+        for run_dir in run_dirs:
+            try:
+                rows += measure_run(run_dir)
+            except CheckpointError as err:
+                raise SystemExit(f"error: {err}") from None
+        table.parent.mkdir(parents=True, exist_ok=True)
+        pl.DataFrame(rows).write_csv(table)
+    elif not table.is_file():
+        raise SystemExit(f"error: no {table.name} in {table.parent} (give RUN_DIRs to measure)")
+    return pl.read_csv(table)
+
+
+def print_markdown(table: pl.DataFrame) -> None:
+    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                   tbl_width_chars=300, fmt_str_lengths=70):  # fmt: skip
+        print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="*", type=Path, help="runs to probe (none: print OUT's table again)")
@@ -120,25 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=256, help="steps of the 128 greedy episodes sampled")
     parser.add_argument("--fit-steps", type=int, default=3000, help="Adam steps of each probe")
     args = parser.parse_args(argv)
-    if args.run_dirs:
-        rows = []
-        for run_dir in args.run_dirs:
-            try:
-                rows += measure(run_dir, args.steps, args.fit_steps)
-            except CheckpointError as err:
-                raise SystemExit(f"error: {err}") from None
-        args.out.mkdir(parents=True, exist_ok=True)
-        pl.DataFrame(rows).write_csv(args.out / "probe.csv")
-    elif not (args.out / "probe.csv").is_file():
-        raise SystemExit(f"error: no probe.csv in {args.out} (give RUN_DIRs to measure)")
-    frame = pl.read_csv(args.out / "probe.csv")
+    frame = measure_or_read(args.run_dirs, args.out / "probe.csv", lambda run: measure(run, args.steps, args.fit_steps))
     summary = frame.group_by("game", "probe", maintain_order=True).agg(  # precision: over the seeds where it says any
         *[pl.col(c).fill_nan(None).mean().round(3).alias(c) for c in ("auc", "pairwise_auc", "precision", "recall")],
         *[(pl.col(c).std() / pl.col(c).len().sqrt()).round(3).alias(f"{c} s.e.") for c in ("pairwise_auc", "recall")],
     )
-    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                   tbl_width_chars=300, fmt_str_lengths=60):  # fmt: skip
-        print(summary)
+    print_markdown(summary)
     return 0
 
 

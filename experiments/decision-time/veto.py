@@ -41,6 +41,12 @@ def veto_returns(env: VecEnv, q_net: QNetwork, veto: Veto | None, model_state: o
 termination_sample = eqx.filter_jit(sample_terminations)
 
 
+def mean_and_se(returns: Array) -> dict[str, float]:
+    """A policy's episode returns as their mean and its standard error (the columns ``return`` and ``se``)."""
+    values = np.asarray(returns)
+    return {"return": float(values.mean()), "se": float(values.std(ddof=1) / np.sqrt(len(values)))}
+
+
 def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], seed: int) -> tuple[list[dict], list[dict]]:
     config, tree = load_policy(run_dir)
     env = make_env(config.env, episodes, config.frame_stack, sticky_actions=config.sticky_actions)
@@ -57,9 +63,8 @@ def measure(run_dir: Path, episodes: int, steps: int, thresholds: list[float], s
         for threshold in thresholds:
             policies[f"veto, learned model, {threshold:g}"] = Veto(learned, threshold, env.num_actions)
         for name, veto in policies.items():
-            returns = np.asarray(veto_returns(env, q_net, veto, model_state, key))
-            veto_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name,
-                              "return": float(returns.mean()), "se": float(returns.std(ddof=1) / np.sqrt(len(returns)))})
+            returns = veto_returns(env, q_net, veto, model_state, key)
+            veto_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name, **mean_and_se(returns)})
         sample = termination_sample(env, q_net, learned, model_state, key, num_steps=steps)
         term_rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, **termination_scores(sample, 0.5),
                           **(frame_scores(sample) if learned.imagines else {})})
@@ -74,14 +79,20 @@ def threshold(text: str) -> float:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+def evaluation_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments of a script that evaluates policies of saved runs on shared episode keys (its own added after)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="*", type=Path, help="runs to measure (none: print OUT's tables again)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--episodes", type=int, default=128, help="evaluation episodes per seed and policy")
+    parser.add_argument("--seed", type=int, default=1, help="key of the evaluation episodes (the same for every policy)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = evaluation_parser(__doc__)
     parser.add_argument("--steps", type=int, default=256, help="steps of the diagnostic's episodes (128 envs)")
     parser.add_argument("--thresholds", type=threshold, nargs="+", default=[0.5, 0.2, 0.1])
-    parser.add_argument("--seed", type=int, default=1, help="key of the evaluation episodes (the same for every policy)")
     args = parser.parse_args(argv)
     if not args.run_dirs:
         if not (args.out / "veto.csv").is_file() or not (args.out / "termination.csv").is_file():
