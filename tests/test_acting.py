@@ -151,3 +151,21 @@ def test_veto_py_gives_no_share_where_the_real_games_veto_gains_nothing(tmp_path
     cells, stderr = reprint_veto_table(tmp_path, [(0, 10, 10), (1, 10, 11), (2, 10, 12)])
     assert cells[4:] == ["1.0", "0.58", "NaN", "NaN"]
     assert "Warning" not in stderr
+
+
+def test_label_ceiling_py_gives_each_vetos_paired_gain_and_its_share_of_the_real_games(tmp_path):
+    """Greedy 10 on two seeds, the real game's veto 12 and 14, a labelled network's 11 and 11: paired gains 1 and 1,
+    mean 1 ± 0, and a share of (1 + 1) / (2 + 4) of the real game's gain. Without a table: one error line."""
+    rows = ["run,game,seed,policy,return,se"]
+    for seed, real, labelled in ((0, 12, 11), (1, 14, 11)):
+        rows += [f"r,seaquest,{seed},greedy,10,1", f'r,seaquest,{seed},"veto, real game",{real},1']
+        rows += [f'r,seaquest,{seed},"veto, labelled",{labelled},1']
+    (tmp_path / "ceiling.csv").write_text("\n".join(rows) + "\n")
+    script = "experiments/decision-time/label_ceiling.py"
+    result = subprocess.run([sys.executable, script, "--out", str(tmp_path)], capture_output=True, text=True,
+                            cwd=Path(__file__).parents[1], check=True)  # fmt: skip
+    row = next(line for line in result.stdout.splitlines() if "labelled" in line)
+    assert [cell.strip() for cell in row.strip("|").split("|")][2:] == ["11.0", "0.0", "1.0", "0.0", "0.333"]
+    missing = subprocess.run([sys.executable, script, "--out", str(tmp_path / "none")], capture_output=True, text=True,
+                             cwd=Path(__file__).parents[1])  # fmt: skip
+    assert missing.returncode != 0 and missing.stderr.strip() == f"error: no ceiling.csv in {tmp_path / 'none'} (give RUN_DIRs to measure)"
