@@ -1,4 +1,4 @@
-"""What labels for untaken actions would buy the termination veto: a ceiling, on a run's final Q-networks.
+"""What a sample of every-action labels buys the termination veto, on a run's final Q-networks.
 
 In training, a termination model learns only from the taken actions' outcomes. Here, per seed, a fresh termination
 network learns every action's real outcome (each stepped in a copy of the real state) on the states the greedy
@@ -6,7 +6,8 @@ policy visits (128 episodes x 256 steps, keys apart from the evaluation's), as `
 vetoes at 0.5 on ``--episodes`` evaluation episodes with veto.py's keys (``--seed``), beside greedy and the real
 game's veto on the same keys, so each gain is paired and comparable with veto.py's tables of the same networks. Two
 networks: the termination model's (its own 5x5 layer and "cells" head) and the "cells" head on the Q-network's conv
-features (frozen). Only a simulator gives these labels, so this measures what they are worth, not a method.
+features (frozen). Only a simulator gives these labels, and a sample of them fitted offline is not a ceiling: it
+measures what that sample is worth.
 
     python experiments/decision-time/label_ceiling.py RUN_DIR [RUN_DIR ...] --out DIR   # measures, writes DIR/ceiling.csv
     python experiments/decision-time/label_ceiling.py --out DIR                          # prints DIR's table again
