@@ -21,7 +21,7 @@ import jax
 import polars as pl
 from jaxtyping import Array, PRNGKeyArray
 from q_feature_probe import fit, measure_or_read, print_markdown, visited
-from veto import evaluation_parser, mean_and_se
+from veto import evaluation_parser, mean_and_se, veto_returns
 
 from pdqn.acting import Veto, vetoed_q
 from pdqn.checkpoint import load_policy, select_seed
@@ -35,32 +35,19 @@ from pdqn.networks import QNetwork
 THRESHOLD = 0.5
 
 
-def probabilities(network: eqx.Module, on_q_features: bool):
-    """``(q_net, obs) -> every action's termination probability`` from a fitted network."""
-
-    def p_terminal(q_net: QNetwork, obs: Array) -> Array:
-        return jax.nn.sigmoid(network(q_net.cell_features(obs) if on_q_features else obs))
-
-    return p_terminal
-
-
 @eqx.filter_jit
-def returns(env: VecEnv, q_net: QNetwork, network: eqx.Module | None, on_q_features: bool, key: PRNGKeyArray) -> Array:
-    """Greedy returns, vetoed by ``network``'s probabilities at :data:`THRESHOLD` (None: greedy alone)."""
-    if network is None:
-        return evaluate_greedy(env, q_net, key)
-    p_terminal = probabilities(network, on_q_features)
+def labelled_veto_returns(
+    env: VecEnv, q_net: QNetwork, network: eqx.Module, on_q_features: bool, key: PRNGKeyArray
+) -> Array:
+    """Greedy returns, vetoed at :data:`THRESHOLD` by ``network``'s probabilities (of the Q-network's conv features
+    if ``on_q_features``, else of the observation)."""
 
     def acting_q(q_net, q, obs, env_state, key):
-        vetoed = jax.vmap(vetoed_q, in_axes=(0, 0, None))(q, p_terminal(q_net, obs), THRESHOLD)
+        p_terminal = jax.nn.sigmoid(network(q_net.cell_features(obs) if on_q_features else obs))
+        vetoed = jax.vmap(vetoed_q, in_axes=(0, 0, None))(q, p_terminal, THRESHOLD)
         return vetoed, vetoed.argmax(-1) != q.argmax(-1)
 
     return evaluate_greedy(env, q_net, key, acting_q)
-
-
-@eqx.filter_jit
-def real_veto_returns(env: VecEnv, q_net: QNetwork, key: PRNGKeyArray) -> Array:
-    return evaluate_greedy(env, q_net, key, Veto(OracleModel(env=env), THRESHOLD, env.num_actions).acting_q(None))
 
 
 def measure(run_dir: Path, episodes: int, steps: int, fit_steps: int, seed: int) -> list[dict]:
@@ -77,15 +64,17 @@ def measure(run_dir: Path, episodes: int, steps: int, fit_steps: int, seed: int)
         own = TerminationNetwork(env.obs_shape, env.num_actions, 32, key=k_own)
         q_features = eqx.filter_jit(lambda net, o: net.cell_features(o))(q_net, obs)
         on_q = CellsTermination(q_features.shape[-1], env.num_actions, key=k_q)
-        policies = {
-            "greedy": (None, False),
-            "veto, real game": None,
+        labelled = {
             "veto, own 5x5 layer, every action labelled": (fit(own, obs, fatal, k_fit, fit_steps), False),
             "veto, head on the Q-network's features, every action labelled": (fit(on_q, q_features, fatal, k_fit, fit_steps), True),
         }  # fmt: skip
         eval_key = jax.random.PRNGKey(seed)
-        for name, policy in policies.items():
-            result = real_veto_returns(env, q_net, eval_key) if policy is None else returns(env, q_net, *policy, eval_key)
+        results = {
+            "greedy": veto_returns(env, q_net, None, None, eval_key),
+            "veto, real game": veto_returns(env, q_net, Veto(OracleModel(env=env), THRESHOLD, env.num_actions), None, eval_key),
+            **{name: labelled_veto_returns(env, q_net, *fitted, eval_key) for name, fitted in labelled.items()},
+        }
+        for name, result in results.items():
             rows.append({"run": run_dir.name, "game": config.env, "seed": run_seed, "policy": name, **mean_and_se(result)})
     return rows
 
