@@ -102,6 +102,10 @@ class PQNConfig:
     Q-network's conv features, which it sees behind a stop-gradient: its loss (on the taken actions' terminations, a
     terminating step weighing 10) trains only the head, so the Q-network learns as PQN's. The termination veto reads it
     with --alg pdqn --dyna.planner none --dyna.model q_head."""
+    termination_head_labels: Literal["taken", "every"] = "taken"
+    """What the termination head learns from: "taken", the taken actions' terminations; "every", every action's at every
+    visited state, the untaken ones from a step of a copy of the real state per action (only a simulator gives them:
+    a ceiling, not a method)."""
 
     def __post_init__(self) -> None:
         p = "pqn."
@@ -143,6 +147,12 @@ class PQNConfig:
             p + "termination_head_channels",
             channels,
             "a whole number > 0 or None",
+        )
+        _require(
+            self.termination_head_labels == "taken" or channels is not None,
+            p + "termination_head_labels",
+            self.termination_head_labels,
+            '"taken" unless pqn.termination_head_channels is set',
         )
 
     @property

@@ -96,6 +96,11 @@ def real_batch(rollout: Rollout, gamma: float, td_lambda: float, *, terminations
         target=flatten_time(targets),
         weight=jnp.ones(targets.size),
         terminated=flatten_time(rollout.terminated).astype(jnp.float32) if terminations else None,
+        terminated_every=(
+            None
+            if not terminations or rollout.terminated_every is None
+            else flatten_time(rollout.terminated_every).astype(jnp.float32)
+        ),
     )
 
 
@@ -107,7 +112,10 @@ class TerminationHeadLoss(eqx.Module):
 
     The head reads the Q-network's features behind a stop-gradient, so its loss trains the head alone and the TD
     loss the rest: the Q-network's gradient is PQN's. Its aux: the mean Q(s, a), the TD loss, the head's loss and the
-    rates that become its precision and recall (on the minibatch before its gradient step)."""
+    rates that become its precision and recall (on the minibatch before its gradient step).
+
+    With every action labelled (``batch.terminated_every``), the mean is over every row and action; the rates stay
+    the taken actions'."""
 
     positive_weight: float = eqx.field(static=True, default=10.0)
     """A terminating step's weight against 1 for the others (the termination model's default)."""
@@ -115,9 +123,14 @@ class TerminationHeadLoss(eqx.Module):
     def __call__(self, q_net: QNetwork, batch: QBatch) -> tuple[Float[Array, ""], tuple[Float[Array, ""], Metrics]]:
         if batch.terminated is None:
             raise ValueError("the termination head's loss needs the batch's terminations (QBatch.terminated)")
-        q, logit = q_net.q_and_taken_termination_logit(batch.obs, batch.action)
+        if batch.terminated_every is None:
+            q, logit = q_net.q_and_taken_termination_logit(batch.obs, batch.action)
+            head = termination_loss(logit, batch.terminated, self.positive_weight)
+        else:
+            q, logits = q_net.q_and_termination_logits(batch.obs)
+            head = termination_loss(logits.ravel(), batch.terminated_every.ravel(), self.positive_weight)
+            logit = jnp.take_along_axis(logits, batch.action[:, None], axis=1)[:, 0]
         td, mean_q = td_loss_of_values(q, batch)
-        head = termination_loss(logit, batch.terminated, self.positive_weight)
         rates = event_rates({"term": (logit > 0, batch.terminated > 0.5)})
         return td + head, (mean_q, {TD_LOSS.name: td, TERMINATION_HEAD_LOSS.name: head, **rates})
 

@@ -140,6 +140,14 @@ class QNetwork(eqx.Module):
         features = self.features_of_patches(patches)
         return self.q_values(features), self.head_or_raise().taken(patches, features, action)
 
+    def q_and_termination_logits(
+        self, obs: Float[Array, "batch height width channels"]
+    ) -> tuple[Float[Array, "batch actions"], Float[Array, "batch actions"]]:
+        """The Q-values and every action's termination logit, from one pass of the conv layer."""
+        patches = patches3x3(obs)
+        features = self.features_of_patches(patches)
+        return self.q_values(features), self.head_or_raise()(patches, features)
+
     def termination_logits(self, obs: Float[Array, "batch height width channels"]) -> Float[Array, "batch actions"]:
         """Every action's termination logit."""
         patches = patches3x3(obs)

@@ -22,6 +22,8 @@ class QBatch(eqx.Module):
     """1 for a transition to learn from, 0 for padding (imagined steps after termination)."""
     terminated: Float[Array, " batch"] | None = None
     """1 where the step ended the episode (real rows, for the Q-network's termination head; None: not kept)."""
+    terminated_every: Float[Array, "batch actions"] | None = None
+    """1 where each action would have ended the episode (rows labelled for every action; None: not labelled)."""
 
 
 def td_loss(q_net: QNetwork, batch: QBatch) -> tuple[Float[Array, ""], Float[Array, ""]]:

@@ -47,6 +47,9 @@ class Rollout(eqx.Module):
     changed: Bool[Array, "T envs"] | None = None
     """Where acting with a world model (the veto, or search) changed the greedy action (None: acting with the
     Q-network alone)."""
+    terminated_every: Bool[Array, "T envs actions"] | None = None
+    """Whether each action would have ended the episode: the taken action's real outcome, the others' from a step of
+    a copy of the state (None: not labelled)."""
 
 
 ActingQ = Callable[
@@ -74,6 +77,21 @@ class Transition(eqx.Module):
     env_state: Any = None
     next_env_state: Any = None
     changed: Bool[Array, " envs"] | None = None
+    terminated_every: Bool[Array, "envs actions"] | None = None
+
+
+def every_action_terminated(
+    env: VecEnv, key: PRNGKeyArray, state: Any, action: Int[Array, " envs"], terminated: Bool[Array, " envs"], num_actions: int
+) -> Bool[Array, "envs actions"]:
+    """Whether each action ends the episode, from a step of a copy of each state per action; the taken action's entry
+    is its real outcome (the game is stochastic: a copy's step is a sample, the real one is what happened)."""
+    envs = action.shape[0]
+    repeat = lambda x: jnp.repeat(x, num_actions, axis=0)  # noqa: E731
+    actions = jnp.tile(jnp.arange(num_actions, dtype=jnp.int32), envs)
+    out, _ = env.transition(key, jax.tree.map(repeat, state), actions)
+    every = out.terminated.reshape(envs, num_actions)
+    taken = jax.nn.one_hot(action, num_actions, dtype=jnp.bool_)
+    return jnp.where(taken, terminated[:, None], every)
 
 
 def collect(
@@ -86,8 +104,10 @@ def collect(
     num_steps: int,
     keep_env_states: bool = False,
     acting_q: ActingQ | None = None,
+    label_every_action: bool = False,
 ) -> tuple[EnvCarry, Rollout]:
-    """Run ``num_steps`` vectorised epsilon-greedy steps with ``q_net`` (over ``acting_q``'s values, if given)."""
+    """Run ``num_steps`` vectorised epsilon-greedy steps with ``q_net`` (over ``acting_q``'s values, if given;
+    ``label_every_action``: also every action's termination, :func:`every_action_terminated`)."""
 
     def step(carry: tuple[EnvCarry, Array], key: PRNGKeyArray):
         envs, q = carry
@@ -97,6 +117,11 @@ def collect(
             q, changed = acting_q(q_net, q, envs.obs, envs.state, jax.random.fold_in(k_act, 1))
         action = epsilon_greedy(k_act, q, epsilon)
         out, env_state, stats = env.step(k_env, envs.state, envs.stats, action)
+        terminated_every = None
+        if label_every_action:
+            # A key folded from the env's, so the rollout's own stream is what it is without the labels.
+            k_label = jax.random.fold_in(k_env, 1)
+            terminated_every = every_action_terminated(env, k_label, envs.state, action, out.terminated, q.shape[-1])
         q_next = q_net(out.obs)
         # Only a truncated step needs Q of its pre-reset observation; skip that pass when none did
         # (under a vmap over seeds the predicate is batched and both branches run).
@@ -116,6 +141,7 @@ def collect(
             env_state=envs.state if keep_env_states else None,
             next_env_state=env_state if keep_env_states else None,
             changed=changed,
+            terminated_every=terminated_every,
         )
         return (EnvCarry(state=env_state, stats=stats, obs=out.obs), q_next), transition
 

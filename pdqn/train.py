@@ -203,6 +203,7 @@ class Trainer(eqx.Module):
             num_steps=self.config.pqn.num_steps,
             keep_env_states=self.planner.needs_env_states,
             acting_q=self.acting_q(state.planner, evaluation=False),
+            label_every_action=self.config.pqn.termination_head_labels == "every",
         )
         learner, real_metrics = self.real_update(state.learner, rollout, k_real, clock.lr)
         learner, planner_state, plan_metrics = self.planner.step(learner, rollout, state.planner, k_plan, clock)

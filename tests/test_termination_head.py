@@ -16,6 +16,7 @@ from pdqn.learner import TerminationHeadLoss
 from pdqn.models import QHeadModel
 from pdqn.networks import QNetwork
 from pdqn.q_update import QBatch, td_loss
+from pdqn.rollout import every_action_terminated
 from pdqn.train import Trainer
 from tests.conftest import tiny_config
 from tests.test_cli import run_main
@@ -156,3 +157,53 @@ def test_bad_settings_are_refused_with_one_error_line():
     ):
         code, _, err = run_main(*args)
         assert code == 2 and err.strip().startswith("error: pqn.termination_head_channels") and len(err.strip().splitlines()) == 1
+
+
+def test_every_actions_loss_is_the_weighted_cross_entropy_over_every_row_and_action():
+    net = network_with_constant_head([0.0, 2.0])
+    batch = QBatch(
+        obs=observations(2),
+        action=jnp.array([0, 1]),
+        target=jnp.array([0.5, -1.0]),
+        weight=jnp.ones(2),
+        terminated=jnp.array([0.0, 0.0]),
+        terminated_every=jnp.array([[0.0, 1.0], [1.0, 0.0]]),
+    )
+    loss, (_, metrics) = TerminationHeadLoss(positive_weight=10.0)(net, batch)
+    # Row 0: action 0 (logit 0) safe: log 2; action 1 (logit 2) ends: 10 log(1 + e^-2).
+    # Row 1: action 0 (logit 0) ends: 10 log 2; action 1 (logit 2) safe: log(1 + e^2).
+    head = (np.log(2.0) + 10 * np.log1p(np.exp(-2.0)) + 10 * np.log(2.0) + np.log1p(np.exp(2.0))) / 4
+    np.testing.assert_allclose(float(metrics["termination_head_loss"]), head, rtol=1e-5)
+    np.testing.assert_allclose(float(loss), float(td_loss(net, batch)[0]) + head, rtol=1e-5)
+    # The rates stay the taken actions': row 1's taken action (logit 2) is predicted, neither taken action ended.
+    assert float(metrics["term_predicted"]) == 0.5 and float(metrics["term_actual"]) == 0.0
+
+
+def test_every_action_labels_come_from_copies_and_the_taken_actions_from_the_real_step():
+    """Each action's label is a step of a copy of the state; the taken action's is the real outcome."""
+    trainer = Trainer(tiny_config(alg="pqn"))
+    env, state = trainer.env, trainer.init_seeds()
+    envs = jax.tree.map(lambda x: x[0], state.envs)
+    action = jnp.zeros(envs.obs.shape[0], jnp.int32)
+    real = jnp.arange(envs.obs.shape[0]) % 2 == 0  # made-up real outcomes: they win over the copies' step
+    labels = every_action_terminated(env, jax.random.PRNGKey(3), envs.state, action, real, trainer.env.num_actions)
+    assert labels.shape == (envs.obs.shape[0], trainer.env.num_actions)
+    np.testing.assert_array_equal(labels[:, 0], real)
+    out, _ = env.transition(jax.random.PRNGKey(3), jax.tree.map(lambda x: jnp.repeat(x, trainer.env.num_actions, 0), envs.state),
+                            jnp.tile(jnp.arange(trainer.env.num_actions, dtype=jnp.int32), envs.obs.shape[0]))
+    np.testing.assert_array_equal(labels[:, 1:], out.terminated.reshape(-1, trainer.env.num_actions)[:, 1:])
+
+
+def test_with_every_action_labelled_pqn_still_learns_as_pqn_and_the_head_learns_otherwise():
+    config = tiny_config(alg="pqn", log_every=2)
+    with_head = lambda labels: Trainer(  # noqa: E731
+        dataclasses.replace(config, pqn=dataclasses.replace(config.pqn, termination_head_channels=4, termination_head_labels=labels))
+    )
+    (every, _), (taken, _) = (jax.jit(t.run_chunk)(t.init_seeds(), jnp.asarray(2)) for t in (with_head("every"), with_head("taken")))
+    q_part = lambda s: eqx.tree_at(lambda n: n.termination, s.learner.q_net, None)  # noqa: E731
+    for got, want in zip(jax.tree.leaves(q_part(every)), jax.tree.leaves(q_part(taken)), strict=True):
+        np.testing.assert_array_equal(got, want)
+    head = lambda s: s.learner.q_net.termination.global_out.weight  # noqa: E731
+    assert np.max(np.abs(np.asarray(head(every)) - np.asarray(head(taken)))) > 0
+    with pytest.raises(ConfigError, match=r"^pqn\.termination_head_labels='every' is invalid"):
+        PQNConfig(termination_head_labels="every")

@@ -6,6 +6,8 @@
 # each run's Q-network is its counterpart's); then veto.py on each run's final networks. Run directories live outside
 # the repository (RUNS, default ../pdqn-own-head-runs), with checkpoints: rerunning skips finished runs and resumes
 # stopped ones. The two games can run side by side: GAMES=asterix ... & GAMES=seaquest ...
+# LABELS=every: the head learns every action's termination at every visited state, the untaken actions' from a step
+# of a copy of the real state (--pqn.termination-head-labels every; a ceiling: only a simulator gives them).
 # Reproduce from the repository root:
 #   bash experiments/decision-time/own_head.sh
 set -euo pipefail
@@ -14,6 +16,7 @@ OUT=${RUNS:-../pdqn-own-head-runs}
 KEEP=${KEEP:-experiments/decision-time/runs}
 GAMES=${GAMES:-"asterix seaquest"}
 CHANNELS=${CHANNELS:-8}
+LABELS=${LABELS:-taken}
 COMMON=(--total-timesteps 1003520 --num-seeds 5 --seed 0 --eval-envs 128 --eval-every 0.1 --track.off --no-episode-gif)
 source experiments/train_point.sh
 for game in $GAMES; do
@@ -22,7 +25,9 @@ for game in $GAMES; do
     *) extra=(); suffix= ;;
   esac
   label=own-head-$CHANNELS$suffix
-  point "$label" "$game" --alg pdqn "${extra[@]}" --pqn.termination-head-channels "$CHANNELS" --dyna.planner none \
+  [ "$LABELS" = taken ] || label=own-head-$CHANNELS-$LABELS$suffix
+  point "$label" "$game" --alg pdqn "${extra[@]}" --pqn.termination-head-channels "$CHANNELS" \
+    --pqn.termination-head-labels "$LABELS" --dyna.planner none \
     --dyna.model q_head --dyna.veto.threshold 0.5 --dyna.veto.no-training
   keep "$game" "$label"
   python experiments/decision-time/veto.py "$OUT/$game-$label" --thresholds 0.9 0.8 0.5 0.2 \
