@@ -106,6 +106,9 @@ class PQNConfig:
     """What the termination head learns from: "taken", the taken actions' terminations; "every", every action's at every
     visited state, the untaken ones from a step of a copy of the real state per action (only a simulator gives them:
     a ceiling, not a method)."""
+    termination_head_labelled_envs: int | None = None
+    """With "every": how many of the environments (the first ones) have every action labelled at each step; the others
+    give their taken action's (None: all of them)."""
 
     def __post_init__(self) -> None:
         p = "pqn."
@@ -153,6 +156,13 @@ class PQNConfig:
             p + "termination_head_labels",
             self.termination_head_labels,
             '"taken" unless pqn.termination_head_channels is set',
+        )
+        labelled = self.termination_head_labelled_envs
+        _require(
+            labelled is None or (self.termination_head_labels == "every" and isinstance(labelled, int) and 0 < labelled <= self.num_envs),
+            p + "termination_head_labelled_envs",
+            labelled,
+            f'None, or with pqn.termination_head_labels "every" a whole number in [1, num_envs={self.num_envs}]',
         )
 
     @property

@@ -3,7 +3,7 @@ rates that become its precision and recall."""
 
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from pdqn.metrics import MODEL_REWARD_PRECISION, MODEL_REWARD_RECALL, MODEL_TERM_PRECISION, MODEL_TERM_RECALL
 
@@ -13,7 +13,10 @@ Per minibatch their true-positive, predicted and actual rates are kept; the mean
 
 
 def termination_loss(
-    terminated_logit: Float[Array, " batch"], terminated: Float[Array, " batch"], weight: float
+    terminated_logit: Float[Array, " batch"],
+    terminated: Float[Array, " batch"],
+    weight: float,
+    mask: Bool[Array, " batch"] | None = None,
 ) -> Float[Array, ""]:
     """Binary cross-entropy of the termination flag, a terminating step weighing ``weight`` times a safe one::
 
@@ -21,7 +24,10 @@ def termination_loss(
 
     Terminations are rare (under 1 % of MinAtar steps), so with ``weight`` 1 the base rate is a cheap optimum."""
     bce = optax.sigmoid_binary_cross_entropy(terminated_logit, terminated)
-    return jnp.mean(jnp.where(terminated > 0.5, weight, 1.0) * bce)
+    weighted = jnp.where(terminated > 0.5, weight, 1.0) * bce
+    if mask is None:
+        return jnp.mean(weighted)
+    return jnp.sum(jnp.where(mask, weighted, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
 def event_rates(events: dict[str, tuple[Array, Array]]) -> dict[str, Array]:

@@ -99,7 +99,7 @@ def real_batch(rollout: Rollout, gamma: float, td_lambda: float, *, terminations
         terminated_every=(
             None
             if not terminations or rollout.terminated_every is None
-            else flatten_time(rollout.terminated_every).astype(jnp.float32)
+            else flatten_time(rollout.terminated_every)
         ),
     )
 
@@ -114,8 +114,8 @@ class TerminationHeadLoss(eqx.Module):
     loss the rest: the Q-network's gradient is PQN's. Its aux: the mean Q(s, a), the TD loss, the head's loss and the
     rates that become its precision and recall (on the minibatch before its gradient step).
 
-    With every action labelled (``batch.terminated_every``), the mean is over every row and action; the rates stay
-    the taken actions'."""
+    With every action labelled (``batch.terminated_every``), the mean is over every labelled row and action; the rates
+    stay the taken actions'."""
 
     positive_weight: float = eqx.field(static=True, default=10.0)
     """A terminating step's weight against 1 for the others (the termination model's default)."""
@@ -128,7 +128,8 @@ class TerminationHeadLoss(eqx.Module):
             head = termination_loss(logit, batch.terminated, self.positive_weight)
         else:
             q, logits = q_net.q_and_termination_logits(batch.obs)
-            head = termination_loss(logits.ravel(), batch.terminated_every.ravel(), self.positive_weight)
+            labels = batch.terminated_every.ravel()
+            head = termination_loss(logits.ravel(), jnp.maximum(labels, 0.0), self.positive_weight, mask=labels >= 0)
             logit = jnp.take_along_axis(logits, batch.action[:, None], axis=1)[:, 0]
         td, mean_q = td_loss_of_values(q, batch)
         rates = event_rates({"term": (logit > 0, batch.terminated > 0.5)})

@@ -23,7 +23,8 @@ class QBatch(eqx.Module):
     terminated: Float[Array, " batch"] | None = None
     """1 where the step ended the episode (real rows, for the Q-network's termination head; None: not kept)."""
     terminated_every: Float[Array, "batch actions"] | None = None
-    """1 where each action would have ended the episode (rows labelled for every action; None: not labelled)."""
+    """1 where each action would have ended the episode, 0 where not, -1 where not labelled (None: only the taken
+    actions')."""
 
 
 def td_loss(q_net: QNetwork, batch: QBatch) -> tuple[Float[Array, ""], Float[Array, ""]]:

@@ -47,9 +47,9 @@ class Rollout(eqx.Module):
     changed: Bool[Array, "T envs"] | None = None
     """Where acting with a world model (the veto, or search) changed the greedy action (None: acting with the
     Q-network alone)."""
-    terminated_every: Bool[Array, "T envs actions"] | None = None
-    """Whether each action would have ended the episode: the taken action's real outcome, the others' from a step of
-    a copy of the state (None: not labelled)."""
+    terminated_every: Float[Array, "T envs actions"] | None = None
+    """1 where each action would have ended the episode, 0 where not, -1 where not labelled: the taken action's real
+    outcome, the others' from a step of a copy of the state (None: not labelled)."""
 
 
 ActingQ = Callable[
@@ -77,21 +77,30 @@ class Transition(eqx.Module):
     env_state: Any = None
     next_env_state: Any = None
     changed: Bool[Array, " envs"] | None = None
-    terminated_every: Bool[Array, "envs actions"] | None = None
+    terminated_every: Float[Array, "envs actions"] | None = None
 
 
 def every_action_terminated(
-    env: VecEnv, key: PRNGKeyArray, state: Any, action: Int[Array, " envs"], terminated: Bool[Array, " envs"], num_actions: int
-) -> Bool[Array, "envs actions"]:
-    """Whether each action ends the episode, from a step of a copy of each state per action; the taken action's entry
-    is its real outcome (the game is stochastic: a copy's step is a sample, the real one is what happened)."""
+    env: VecEnv,
+    key: PRNGKeyArray,
+    state: Any,
+    action: Int[Array, " envs"],
+    terminated: Bool[Array, " envs"],
+    num_actions: int,
+    labelled: int | None = None,
+) -> Float[Array, "envs actions"]:
+    """Whether each action ends the episode (1 or 0), from a step of a copy of each state per action, in the first
+    ``labelled`` environments (None: all); the taken action's entry is its real outcome (the game is stochastic: a
+    copy's step is a sample, the real one is what happened), and the other environments' untaken actions are -1 (not
+    labelled)."""
     envs = action.shape[0]
-    repeat = lambda x: jnp.repeat(x, num_actions, axis=0)  # noqa: E731
-    actions = jnp.tile(jnp.arange(num_actions, dtype=jnp.int32), envs)
+    labelled = envs if labelled is None else labelled
+    repeat = lambda x: jnp.repeat(x[:labelled], num_actions, axis=0)  # noqa: E731
+    actions = jnp.tile(jnp.arange(num_actions, dtype=jnp.int32), labelled)
     out, _ = env.transition(key, jax.tree.map(repeat, state), actions)
-    every = out.terminated.reshape(envs, num_actions)
+    every = jnp.full((envs, num_actions), -1.0).at[:labelled].set(out.terminated.reshape(labelled, num_actions))
     taken = jax.nn.one_hot(action, num_actions, dtype=jnp.bool_)
-    return jnp.where(taken, terminated[:, None], every)
+    return jnp.where(taken, terminated[:, None].astype(jnp.float32), every)
 
 
 def collect(
@@ -105,9 +114,10 @@ def collect(
     keep_env_states: bool = False,
     acting_q: ActingQ | None = None,
     label_every_action: bool = False,
+    labelled_envs: int | None = None,
 ) -> tuple[EnvCarry, Rollout]:
     """Run ``num_steps`` vectorised epsilon-greedy steps with ``q_net`` (over ``acting_q``'s values, if given;
-    ``label_every_action``: also every action's termination, :func:`every_action_terminated`)."""
+    ``label_every_action``: also every action's termination in ``labelled_envs`` of them, :func:`every_action_terminated`)."""
 
     def step(carry: tuple[EnvCarry, Array], key: PRNGKeyArray):
         envs, q = carry
@@ -121,7 +131,9 @@ def collect(
         if label_every_action:
             # A key folded from the env's, so the rollout's own stream is what it is without the labels.
             k_label = jax.random.fold_in(k_env, 1)
-            terminated_every = every_action_terminated(env, k_label, envs.state, action, out.terminated, q.shape[-1])
+            terminated_every = every_action_terminated(
+                env, k_label, envs.state, action, out.terminated, q.shape[-1], labelled_envs
+            )
         q_next = q_net(out.obs)
         # Only a truncated step needs Q of its pre-reset observation; skip that pass when none did
         # (under a vmap over seeds the predicate is batched and both branches run).

@@ -204,6 +204,7 @@ class Trainer(eqx.Module):
             keep_env_states=self.planner.needs_env_states,
             acting_q=self.acting_q(state.planner, evaluation=False),
             label_every_action=self.config.pqn.termination_head_labels == "every",
+            labelled_envs=self.config.pqn.termination_head_labelled_envs,
         )
         learner, real_metrics = self.real_update(state.learner, rollout, k_real, clock.lr)
         learner, planner_state, plan_metrics = self.planner.step(learner, rollout, state.planner, k_plan, clock)

@@ -177,6 +177,11 @@ def test_every_actions_loss_is_the_weighted_cross_entropy_over_every_row_and_act
     np.testing.assert_allclose(float(loss), float(td_loss(net, batch)[0]) + head, rtol=1e-5)
     # The rates stay the taken actions': row 1's taken action (logit 2) is predicted, neither taken action ended.
     assert float(metrics["term_predicted"]) == 0.5 and float(metrics["term_actual"]) == 0.0
+    # An unlabelled entry (-1) counts for nothing: row 1's action 0 left out.
+    unlabelled = dataclasses.replace(batch, terminated_every=jnp.array([[0.0, 1.0], [-1.0, 0.0]]))
+    _, (_, metrics) = TerminationHeadLoss(positive_weight=10.0)(net, unlabelled)
+    head = (np.log(2.0) + 10 * np.log1p(np.exp(-2.0)) + np.log1p(np.exp(2.0))) / 3
+    np.testing.assert_allclose(float(metrics["termination_head_loss"]), head, rtol=1e-5)
 
 
 def test_every_action_labels_come_from_copies_and_the_taken_actions_from_the_real_step():
@@ -192,6 +197,11 @@ def test_every_action_labels_come_from_copies_and_the_taken_actions_from_the_rea
     out, _ = env.transition(jax.random.PRNGKey(3), jax.tree.map(lambda x: jnp.repeat(x, trainer.env.num_actions, 0), envs.state),
                             jnp.tile(jnp.arange(trainer.env.num_actions, dtype=jnp.int32), envs.obs.shape[0]))
     np.testing.assert_array_equal(labels[:, 1:], out.terminated.reshape(-1, trainer.env.num_actions)[:, 1:])
+    # Only the first two environments labelled: the others keep their taken action's outcome, -1 elsewhere.
+    some = every_action_terminated(env, jax.random.PRNGKey(3), envs.state, action, real, trainer.env.num_actions, 2)
+    np.testing.assert_array_equal(some[:2], labels[:2])
+    np.testing.assert_array_equal(some[2:, 0], real[2:])
+    assert np.all(np.asarray(some[2:, 1:]) == -1.0)
 
 
 def test_with_every_action_labelled_pqn_still_learns_as_pqn_and_the_head_learns_otherwise():
@@ -207,3 +217,6 @@ def test_with_every_action_labelled_pqn_still_learns_as_pqn_and_the_head_learns_
     assert np.max(np.abs(np.asarray(head(every)) - np.asarray(head(taken)))) > 0
     with pytest.raises(ConfigError, match=r"^pqn\.termination_head_labels='every' is invalid"):
         PQNConfig(termination_head_labels="every")
+    for bad in (dict(termination_head_labelled_envs=4), dict(termination_head_labels="every", termination_head_labelled_envs=0)):
+        with pytest.raises(ConfigError, match=r"^pqn\.termination_head_labelled_envs="):
+            PQNConfig(termination_head_channels=4, **bad)
