@@ -124,6 +124,18 @@ UNMERGED_OPTIONS: dict[str, RemovedOption] = {
     "pqn.termination_head_positive_weight": RemovedOption(
         10.0, "used only with pqn.termination_head_weight", "569f64e", ("none",), ("q_head",)
     ),
+    # Before pqn.termination_head_channels: a run that labelled every action names the commit that can label them.
+    "pqn.termination_head_labels": RemovedOption(
+        "taken",
+        "every action's termination, labelled by the simulator, for the Q-network's termination head: a ceiling measured "
+        "at commit 9fded55 by experiments/decision-time (Every action's termination learned in the run), never merged",
+        "9fded55",
+        ("none",),
+        ("q_head",),
+    ),
+    "pqn.termination_head_labelled_envs": RemovedOption(
+        None, "used only with pqn.termination_head_labels", "9fded55", ("none",), ("q_head",)
+    ),
     "pqn.termination_head_channels": RemovedOption(
         None,
         "a termination head with conv channels of its own beside the Q-network's features (the veto's model q_head), "
