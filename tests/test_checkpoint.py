@@ -243,7 +243,8 @@ def test_a_screened_termination_option_loads_at_its_kept_value_and_its_runs_name
         ({"termination_head_channels": None}, "termination_head_channels=8",
          ("asterix-own-head-8-185", "seaquest-own-head-8"), "2e062f4"),
         ({"termination_head_labels": "taken", "termination_head_labelled_envs": None}, "termination_head_labels='every'",
-         ("seaquest-own-head-8-every", "seaquest-own-head-8-every-16"), "9fded55"),
+         ("seaquest-own-head-8-every", "seaquest-own-head-8-every-16", "seaquest-own-head-8-every-64"),
+         "9fded55"),
     ],
 )  # fmt: skip
 def test_runs_with_a_removed_termination_head_name_the_commit_that_ran_them(kept, screened, runs, commit):
